@@ -6,7 +6,7 @@ import json
 from dataclasses import dataclass
 
 import torch
-from safetensors import SafetensorsError
+from safetensors import SafetensorError
 from safetensors.torch import load as st_load
 from safetensors.torch import save as st_save
 from torch import Tensor
@@ -121,7 +121,7 @@ class MemoryState:
                        meta["adapter_fingerprint"], meta["backbone_id"], config)
         except StateFormatError:
             raise
-        except (SafetensorsError, KeyError, ValueError, TypeError, json.JSONDecodeError) as e:
+        except (SafetensorError, KeyError, ValueError, TypeError, json.JSONDecodeError) as e:
             raise StateFormatError(f"not a valid agentmem state: {e}") from e
 
     def _replace(self, tensors: Tensor, tokens_written: Tensor) -> MemoryState:
