@@ -1,0 +1,109 @@
+"""`make_engine`: an SQLAlchemy engine for the store, SQLite by default, PostgreSQL by URL.
+
+SQLite connections get WAL (readers never block the writer), a busy timeout (writers queue
+instead of failing), foreign keys, ``synchronous=FULL`` (a commit survives a crash of the process
+and of the machine) and ``secure_delete`` (deleted checkpoints are overwritten, not left in free
+pages). Write transactions start with ``BEGIN IMMEDIATE`` so two writers never both read under a
+shared lock and then deadlock upgrading it; the repository asks for one through the execution
+option :data:`WRITE_OPTION`.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import Engine, create_engine, event
+from sqlalchemy.engine import Connection, make_url
+
+URL_ENV = "AGENTMEM_STORE_URL"
+WRITE_OPTION = "agentmem_write"
+BUSY_TIMEOUT_S = 30.0
+_SCHEMA_RE = re.compile(r"[a-z_][a-z0-9_]{0,62}")
+_SCHEMA_LOCK = 0x6167_6D65_6D00  # pg advisory lock key for CREATE SCHEMA ("agmem")
+
+
+def default_url() -> str:
+    """``$AGENTMEM_STORE_URL``, else an SQLite file under ``$XDG_DATA_HOME/agentmem``."""
+    if os.environ.get(URL_ENV):
+        return os.environ[URL_ENV]
+    base = Path(os.environ.get("XDG_DATA_HOME") or Path.home() / ".local" / "share")
+    return f"sqlite:///{base / 'agentmem' / 'memory.sqlite3'}"
+
+
+def make_engine(url: str | None = None, *, schema: str | None = None, **kwargs: Any) -> Engine:
+    """Create the engine the repository runs on.
+
+    Args:
+        url: an SQLAlchemy URL (``sqlite:///path.db``, ``postgresql+psycopg://user@host/db``) or a
+            plain file path, taken as an SQLite file. None: :func:`default_url`.
+        schema: PostgreSQL only: keep the store's tables in this schema (lowercase letters,
+            digits, underscores; created if missing). Default: the server's search_path.
+        **kwargs: passed to :func:`sqlalchemy.create_engine`.
+
+    Raises:
+        ValueError: an in-memory SQLite URL (each connection would see its own empty database),
+            a schema on SQLite, or a schema name outside ``[a-z_][a-z0-9_]*``.
+    """
+    url = url or default_url()
+    if "://" not in url:
+        url = f"sqlite:///{Path(url).expanduser()}"
+    parsed = make_url(url)
+    if parsed.get_backend_name() == "sqlite":
+        if schema is not None:
+            raise ValueError("schema= is for PostgreSQL; SQLite keeps one schema per file")
+        return _sqlite_engine(url, **kwargs)
+    engine = create_engine(url, pool_pre_ping=True, **kwargs)
+    if schema is not None:
+        if not _SCHEMA_RE.fullmatch(schema):
+            raise ValueError(f"schema={schema!r}; expected [a-z_][a-z0-9_]* (at most 63 chars)")
+        event.listen(engine, "connect", _pg_search_path(schema))
+    return engine
+
+
+def is_sqlite(engine: Engine | Connection) -> bool:
+    """Whether the engine (or connection) talks to SQLite."""
+    return engine.dialect.name == "sqlite"
+
+
+def _sqlite_engine(url: str, **kwargs: Any) -> Engine:
+    path = make_url(url).database
+    if not path or path == ":memory:" or path.startswith("file::memory:"):
+        raise ValueError("the store needs an SQLite file, not an in-memory database")
+    Path(path).expanduser().parent.mkdir(parents=True, exist_ok=True)
+    connect_args = {"timeout": BUSY_TIMEOUT_S, **kwargs.pop("connect_args", {})}
+    engine = create_engine(url, connect_args=connect_args, **kwargs)
+    event.listen(engine, "connect", _sqlite_connect)
+    event.listen(engine, "begin", _sqlite_begin)
+    return engine
+
+
+def _sqlite_connect(dbapi_conn: Any, _record: Any) -> None:
+    # Let SQLAlchemy's "begin" event (below) own BEGIN; pysqlite's implicit BEGIN would be DEFERRED.
+    dbapi_conn.isolation_level = None
+    cur = dbapi_conn.cursor()
+    cur.execute(f"PRAGMA busy_timeout = {int(BUSY_TIMEOUT_S * 1000)}")  # before WAL: it may wait
+    cur.execute("PRAGMA journal_mode = WAL")
+    cur.execute("PRAGMA synchronous = FULL")
+    cur.execute("PRAGMA foreign_keys = ON")
+    cur.execute("PRAGMA secure_delete = ON")
+    cur.close()
+
+
+def _sqlite_begin(conn: Connection) -> None:
+    write = conn.get_execution_options().get(WRITE_OPTION, False)
+    conn.exec_driver_sql("BEGIN IMMEDIATE" if write else "BEGIN")
+
+
+def _pg_search_path(schema: str) -> Any:
+    def connect(dbapi_conn: Any, _record: Any) -> None:
+        # The name matched _SCHEMA_RE, so it is a plain identifier that needs no quoting.
+        with dbapi_conn.cursor() as cur:
+            cur.execute("SELECT pg_advisory_xact_lock(%s)", (_SCHEMA_LOCK,))
+            cur.execute(f"CREATE SCHEMA IF NOT EXISTS {schema}")
+            cur.execute(f"SET search_path TO {schema}")
+        dbapi_conn.commit()
+
+    return connect
