@@ -80,12 +80,12 @@ class MemoryState:
     def check_compatible(self, adapter_fingerprint: str, backbone_id: str,
                          shape: tuple[int, ...] | None = None) -> None:
         """Raise `StateMismatchError` unless this state belongs to that adapter and backbone."""
-        if self.adapter_fingerprint != adapter_fingerprint:
-            raise StateMismatchError(f"state was written by adapter {self.adapter_fingerprint[:16]}, "
-                                     f"not {adapter_fingerprint[:16]}")
         if self.backbone_id != backbone_id:
             raise StateMismatchError(f"state belongs to backbone {self.backbone_id!r}, "
                                      f"not {backbone_id!r}")
+        if self.adapter_fingerprint != adapter_fingerprint:
+            raise StateMismatchError(f"state was written by adapter {self.adapter_fingerprint[:16]}, "
+                                     f"not {adapter_fingerprint[:16]}")
         if shape is not None and tuple(shape) != self.shape:
             raise StateMismatchError(f"state shape {self.shape} != expected {tuple(shape)}")
 

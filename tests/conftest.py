@@ -40,3 +40,16 @@ def tiny_model(model_type: str = "llama", seed: int = 0, **overrides) -> torch.n
 @pytest.fixture
 def llama():
     return tiny_model("llama")
+
+
+@pytest.fixture(scope="session")
+def default_backbone():
+    """The real default backbone (converted once into the cache, then ~1.5 s loads)."""
+    from agentmem.backbones import load_backbone
+
+    return load_backbone()
+
+
+@pytest.fixture(scope="session")
+def default_tokenizer(default_backbone):
+    return default_backbone[1]
