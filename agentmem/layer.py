@@ -56,6 +56,7 @@ class DeltaMemLayer(nn.Module):
         """q, k, v, β of DESIGN §1, each [B, T, N, r] fp32, from x [B, T, d]."""
         B, T, _ = x.shape
         z = F.linear(x.float(), self.delta_mem_w_in).view(B, T, 4, self.num_states, self.rank)
+        # tanh then l2norm for q and k together
         qk = F.normalize(torch.tanh(z[:, :, :2]), dim=-1)
         beta = torch.sigmoid(z[:, :, 3] + self.delta_mem_b_beta.view(self.num_states, self.rank))
         return qk[:, :, 0], qk[:, :, 1], z[:, :, 2], beta
@@ -66,7 +67,9 @@ class DeltaMemLayer(nn.Module):
         S0 = cache.state_for(layer_idx, B)
         q, k, v, beta = self.features(x)
         if cache.write == "token":
-            beta = beta * cache.token_write_mask(layer_idx, B, T).unsqueeze(-1).unsqueeze(-1)
+            mask = cache.token_write_mask(layer_idx, B, T)  # None: every token writes
+            if mask is not None:
+                beta = beta * mask[..., None, None]
             reads, S = delta_rule(q, k, v, beta, S0)
         else:
             reads, S = delta_rule_read(q, S0)
@@ -82,9 +85,14 @@ class DeltaMemLayer(nn.Module):
         beta = beta * valid.to(beta.dtype)[..., None, None]  # padding messages write nothing
         return delta_rule(k, k, v, beta, S0)[1]
 
-    def correction(self, branch: str, m: Tensor, dtype: torch.dtype) -> Tensor:
-        """s · U_branch m, cast to the backbone's dtype; [B, T, out]."""
-        return (self.scale * F.linear(m, self.delta_mem_u[branch])).to(dtype)
+    def correct(self, branch: str, out: Tensor, m: Tensor) -> Tensor:
+        """out + s · U_branch m; out [B, T, o] from the frozen projection, m [B, T, N·r] fp32."""
+        u = self.delta_mem_u[branch]
+        if out.dtype == torch.float32:  # one fused kernel on the hot path
+            flat = torch.addmm(out.reshape(-1, out.shape[-1]), m.reshape(-1, m.shape[-1]), u.t(),
+                               alpha=self.scale)
+            return flat.view(out.shape)
+        return out + (self.scale * F.linear(m, u)).to(out.dtype)
 
 
 class DeltaMemProjection(nn.Module):
@@ -113,4 +121,4 @@ class DeltaMemProjection(nn.Module):
             cache.reads[self.layer_idx] = mem.step(x, cache, self.layer_idx)
         if self.branch is None:
             return out
-        return out + mem.correction(self.branch, cache.reads[self.layer_idx], out.dtype)
+        return mem.correct(self.branch, out, cache.reads[self.layer_idx])

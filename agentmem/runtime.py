@@ -78,14 +78,15 @@ class MemoryCache:
                                 "decode with writes off")
         return S
 
-    def token_write_mask(self, layer_idx: int, batch: int, T: int) -> Tensor:
-        """[B, T] float: 1 where the token writes."""
+    def token_write_mask(self, layer_idx: int, batch: int, T: int) -> Tensor | None:
+        """[B, T] float, 1 where the token writes; None when every token of the pass writes."""
         pos = self.positions[layer_idx]
+        if self.write_mask is None or pos >= self.write_mask.shape[1]:
+            return None
         S = self.states[layer_idx]
         mask = torch.ones(batch, T, dtype=S.dtype, device=S.device)
-        if self.write_mask is not None and pos < self.write_mask.shape[1]:
-            part = self.write_mask[:, pos : pos + T].to(mask)
-            mask[:, : part.shape[1]] = part
+        part = self.write_mask[:, pos : pos + T].to(mask)
+        mask[:, : part.shape[1]] = part
         return mask
 
     def pool_spans(self, x: Tensor) -> tuple[Tensor, Tensor]:
@@ -117,12 +118,11 @@ class MemoryCache:
         self.states[layer_idx] = S
         self.positions[layer_idx] += T
 
-    def _written_this_pass(self, layer_idx: int, T: int) -> Tensor:
-        B = self.tokens_written.shape[0]
+    def _written_this_pass(self, layer_idx: int, T: int) -> Tensor | int:
         if self.write == "token":
-            mask = self.token_write_mask(layer_idx, B, T)
-            return mask.sum(dim=1).round().to(torch.int64).cpu()
+            mask = self.token_write_mask(layer_idx, self.tokens_written.shape[0], T)
+            return T if mask is None else mask.sum(dim=1).round().to(torch.int64).cpu()
         if self.write == "message":
             return torch.tensor([sum(e - s for s, e in row) for row in self.spans or []],
                                 dtype=torch.int64)
-        return torch.zeros(B, dtype=torch.int64)
+        return 0

@@ -52,10 +52,10 @@ def delta_rule_step(q: Tensor, k: Tensor, v: Tensor, beta: Tensor,
     if q.shape[1] != 1:
         raise ValueError(f"delta_rule_step takes T = 1; got T = {q.shape[1]}")
     q, k, v, beta = q[:, 0], k[:, 0], v[:, 0], beta[:, 0]  # [B, N, r]
-    S = initial_state
-    out = S @ torch.stack((q, k), dim=-1)  # [B, N, r, 2]: S q and S k in one matmul
-    err = beta * (v - out[..., 1])  # [B, N, r]
-    S = torch.addcmul(S * (1 - beta).unsqueeze(-1), err.unsqueeze(-1), k.unsqueeze(-2))
+    out = initial_state @ torch.stack((q, k), dim=-1)  # [B, N, r, 2]: S q and S k in one matmul
+    write = (v - out[..., 1]).unsqueeze(-1) * k.unsqueeze(-2)  # (v - S k) kᵀ
+    # (1 - β) S + β (v - S k) kᵀ is a lerp from S towards the write, row by row
+    S = torch.lerp(initial_state, write, beta.unsqueeze(-1))
     return out[..., 0].unsqueeze(1), S
 
 
@@ -65,67 +65,66 @@ def delta_rule_read(q: Tensor, initial_state: Tensor) -> tuple[Tensor, Tensor]:
 
 
 def _chunk_size(T: int) -> int:
-    # Balance the in-chunk scan (log2 C levels over all T tokens) against the sequential
-    # carry across T / C chunks: C ≈ sqrt(T), a power of two, at most 128.
-    return min(128, 1 << max(0, math.ceil(math.log2(max(1.0, math.sqrt(T))))))
+    # Balance the two in-chunk passes (C steps each) against the carry across T / C chunks.
+    return max(1, min(128, round(math.sqrt(T / 4))))
 
 
-def _transitions(k: Tensor, v: Tensor, beta: Tensor) -> Tensor:
-    """Augmented per-row transition matrices M_t = [[A_t, 0], [b_t, 1]].
+def _recur(S: Tensor, k: Tensor, v: Tensor, beta: Tensor, q: Tensor | None
+           ) -> tuple[Tensor, list[Tensor]]:
+    """The reference recurrence over dim 0 of k/v/beta/q ([C, batch..., r]), batched.
 
-    Row i of S evolves as s_t = s_{t-1} A_t + b_t with A_t = (1-β_i) I - β_i k kᵀ and
-    b_t = β_i v_i kᵀ, so [s_t, 1] = [s_{t-1}, 1] M_t.
-
-    Returns: [B, N, r_row, T, r+1, r+1]
+    S: [batch..., r, r]. Returns the final S and, when q is given, the reads before each write.
+    Five kernels a step: one matmul gives S q and S k together.
     """
-    B, T, N, r = k.shape
-    k_ = k.permute(0, 2, 1, 3)  # [B, N, T, r]
-    bt = beta.permute(0, 2, 3, 1)  # [B, N, r_row, T]
-    vt = v.permute(0, 2, 3, 1)  # [B, N, r_row, T]
-    kk = k_.unsqueeze(-1) * k_.unsqueeze(-2)  # [B, N, T, r, r]
-    eye = torch.eye(r, dtype=k.dtype, device=k.device)
-    A = (1 - bt)[..., None, None] * eye - bt[..., None, None] * kk.unsqueeze(2)  # [B,N,r,T,r,r]
-    b = (bt * vt).unsqueeze(-1) * k_.unsqueeze(2)  # [B, N, r_row, T, r]
-    zeros = A.new_zeros(A.shape[:-1] + (1,))
-    ones = A.new_ones(b.shape[:-1] + (1,))
-    top = torch.cat((A, zeros), dim=-1)  # [..., r, r+1]
-    bottom = torch.cat((b, ones), dim=-1).unsqueeze(-2)  # [..., 1, r+1]
-    return torch.cat((top, bottom), dim=-2)
+    keep = (1 - beta).unsqueeze(-1)  # [C, ..., r, 1]
+    bk = beta.unsqueeze(-1) * k.unsqueeze(-2)  # [C, ..., r, r]: β_i k_j
+    cols = torch.stack((k, q), dim=-1) if q is not None else k.unsqueeze(-1)  # [C, ..., r, 1|2]
+    reads = []
+    for j in range(k.shape[0]):
+        out = S @ cols[j]  # [..., r, 1|2]: S k (and S q)
+        if q is not None:
+            reads.append(out[..., 1])
+        err = (v[j].unsqueeze(-1) - out[..., :1])  # [..., r, 1]: v - S k
+        S = torch.addcmul(S * keep[j], err, bk[j])
+    return S, reads
 
 
 def delta_rule_chunked(q: Tensor, k: Tensor, v: Tensor, beta: Tensor, initial_state: Tensor,
                        chunk_size: int | None = None) -> tuple[Tensor, Tensor]:
-    """Chunked associative scan: same outputs, final state and gradients as the reference.
+    """Chunked form: same outputs, final state and gradients as the reference.
 
-    Inside each chunk an inclusive Hillis–Steele scan of the augmented transitions gives every
-    prefix product in log2(C) batched matmuls; a short sequential carry crosses the chunks.
+    The recurrence is affine in the state, so each chunk's map S_start -> S_end is found by
+    running all chunks at once from r + 1 probe states; a short carry over the T / C chunks
+    gives every chunk's true start state; a last pass over all chunks at once yields the reads.
+    About 2·C + T / C batched steps instead of T (derivation in README.md).
     """
     _check(q, k, v, beta, initial_state)
     B, T, N, r = q.shape
     C = chunk_size or _chunk_size(T)
-    pad = (-T) % C
-    M = _transitions(k, v, beta)  # [B, N, r, T, r+1, r+1]
-    if pad:  # identity transitions leave the state unchanged
-        eye = torch.eye(r + 1, dtype=M.dtype, device=M.device).expand(B, N, r, pad, r + 1, r + 1)
-        M = torch.cat((M, eye), dim=3)
-    P, nc = B * N * r, (T + pad) // C
-    X = M.reshape(P, nc, C, r + 1, r + 1)
-    d = 1
-    while d < C:  # X[:, :, t] becomes M_{c·C+1} ··· M_t within each chunk
-        X = torch.cat((X[:, :, :d], X[:, :, :-d] @ X[:, :, d:]), dim=2)
-        d *= 2
-    h = torch.cat((initial_state.reshape(P, r), initial_state.new_ones(P, 1)), dim=-1)  # [P, r+1]
-    carries = []
-    for c in range(nc):  # h = [s, 1] at the start of chunk c
-        carries.append(h)
-        h = (h.unsqueeze(1) @ X[:, c, C - 1]).squeeze(1)
-    carry = torch.stack(carries, dim=1)  # [P, nc, r+1]
-    s_incl = torch.einsum("pcx,pcjxy->pcjy", carry, X)[..., :r].reshape(P, nc * C, r)
-    s_prev = torch.cat((initial_state.reshape(P, 1, r), s_incl[:, : T - 1]), dim=1)  # [P, T, r]
-    s_prev = s_prev.reshape(B, N, r, T, r)
-    reads = torch.einsum("bnitj,btnj->btni", s_prev, q)
-    final = h[:, :r].reshape(B, N, r, r)
-    return reads, final
+    nc = -(-T // C)
+    pad = nc * C - T
+
+    def chunked(x: Tensor) -> Tensor:  # [B, T, N, r] -> [C, nc, B, N, r] (β = 0 pads)
+        x = torch.nn.functional.pad(x, (0, 0, 0, 0, 0, pad)) if pad else x
+        return x.reshape(B, nc, C, N, r).permute(2, 1, 0, 3, 4)
+
+    qc, kc, vc, bc = chunked(q), chunked(k), chunked(v), chunked(beta)
+    # Pass 1: probes. Probe 0 starts at S = 0; probe 1 + j has every row equal to e_j.
+    eye = torch.eye(r, dtype=q.dtype, device=q.device)
+    probes = torch.cat((eye.new_zeros(1, r, r), eye[:, None, :].expand(r, r, r)))  # [r+1, r, r]
+    S = probes[:, None, None, None].expand(r + 1, nc, B, N, r, r)
+    ends, _ = _recur(S, *(x.unsqueeze(1) for x in (kc, vc, bc)), None)  # [r+1, nc, B, N, r, r]
+    offset = ends[0]  # [nc, B, N, r_row, r]: where a zero start state ends up
+    trans = (ends[1:] - offset).permute(1, 2, 3, 4, 0, 5)  # [nc, B, N, r_row, r_in, r_out]
+    # Pass 2: carry the true state across chunks (row i: s_end = s_start @ trans_i + offset_i).
+    starts, S = [], initial_state
+    for c in range(nc):
+        starts.append(S)
+        S = (S.unsqueeze(-2) @ trans[c]).squeeze(-2) + offset[c]
+    # Pass 3: the reference recurrence inside every chunk at once, from the true starts.
+    _, reads = _recur(torch.stack(starts), kc, vc, bc, qc)
+    reads = torch.stack(reads).permute(2, 1, 0, 3, 4).reshape(B, nc * C, N, r)[:, :T]
+    return reads, S
 
 
 def delta_rule(q: Tensor, k: Tensor, v: Tensor, beta: Tensor,
