@@ -15,7 +15,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from agentmem.config import DeltaMemConfig
-from agentmem.ops import delta_rule, delta_rule_read
+from agentmem.ops import delta_rule, delta_rule_read, fused
 
 if TYPE_CHECKING:
     from agentmem.runtime import MemoryCache, Runtime
@@ -65,6 +65,11 @@ class DeltaMemLayer(nn.Module):
         """Read (and write, when the cache says so) for one pass; returns m [B, T, N·r]."""
         B, T, _ = x.shape
         S0 = cache.state_for(layer_idx, B)
+        if T == 1 and self._can_fuse(x, S0, cache, layer_idx):
+            z = F.linear(x, self.delta_mem_w_in)
+            reads, S = fused.decode_step(z, self.delta_mem_b_beta, S0, cache.write == "token")
+            cache.commit(layer_idx, S, T)
+            return reads
         q, k, v, beta = self.features(x)
         if cache.write == "token":
             mask = cache.token_write_mask(layer_idx, B, T)  # None: every token writes
@@ -77,6 +82,13 @@ class DeltaMemLayer(nn.Module):
                 S = self._write_messages(x, cache, S0)
         cache.commit(layer_idx, S, T)
         return reads.reshape(B, T, -1)
+
+    def _can_fuse(self, x: Tensor, S0: Tensor, cache: MemoryCache, layer_idx: int) -> bool:
+        """The numba decode kernel applies: CPU fp32, no autograd, token writes or none."""
+        return (cache.write != "message" and not torch.is_grad_enabled() and fused.available()
+                and x.dtype == torch.float32 and x.device.type == "cpu" and S0.is_contiguous()
+                and not S0.requires_grad
+                and cache.token_write_mask(layer_idx, x.shape[0], 1) is None)
 
     def _write_messages(self, x: Tensor, cache: MemoryCache, S0: Tensor) -> Tensor:
         """SSW: one write per message span, from the mean x of its tokens (in order)."""

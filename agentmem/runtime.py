@@ -66,7 +66,7 @@ class MemoryCache:
         self.spans = [list(s) for s in spans] if spans is not None else None
         self.reads: dict[int, Tensor] = {}
         self.positions = dict.fromkeys(states, 0)
-        self._first = min(states)
+        self.first_layer = min(states)
         self._pool: tuple[Tensor, Tensor] | None = None
 
     def state_for(self, layer_idx: int, batch: int) -> Tensor:
@@ -113,7 +113,7 @@ class MemoryCache:
 
     def commit(self, layer_idx: int, S: Tensor, T: int) -> None:
         """Record the state after a pass; count written tokens once per pass."""
-        if layer_idx == self._first:
+        if layer_idx == self.first_layer:
             self.tokens_written = self.tokens_written + self._written_this_pass(layer_idx, T)
         self.states[layer_idx] = S
         self.positions[layer_idx] += T

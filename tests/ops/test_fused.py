@@ -1,0 +1,47 @@
+"""The numba decode kernel computes what features + delta_rule_step compute."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+from agentmem import DeltaMemConfig
+from agentmem.layer import DeltaMemLayer
+from agentmem.ops import delta_rule_step, fused
+
+pytestmark = pytest.mark.skipif(not fused.available(), reason="numba kernel disabled")
+
+
+@pytest.mark.parametrize("B,N", [(1, 1), (3, 4)])
+@pytest.mark.parametrize("write", [True, False])
+def test_fused_decode_matches_pytorch_ops(B, N, write):
+    torch.manual_seed(0)
+    layer = DeltaMemLayer(DeltaMemConfig(num_states=N), 48, {"q": 48, "o": 48})
+    with torch.no_grad():
+        layer.delta_mem_w_in.normal_(0, 0.3)  # non-zero W_β so β varies per row
+        x = torch.randn(B, 1, 48)
+        S = 0.3 * torch.randn(B, N, 8, 8)
+        q, k, v, beta = layer.features(x)
+        want_m, want_S = delta_rule_step(q, k, v, beta, S)
+        m, S_new = fused.decode_step(F.linear(x, layer.delta_mem_w_in), layer.delta_mem_b_beta,
+                                     S, write)
+    assert torch.allclose(m, want_m.reshape(B, 1, -1), atol=1e-6)
+    assert torch.allclose(S_new, want_S if write else S, atol=1e-6)
+    assert S_new.data_ptr() != S.data_ptr()  # the input state is never modified in place
+
+
+def test_layer_uses_kernel_only_without_autograd(monkeypatch):
+    calls = []
+    real = fused.decode_step
+    monkeypatch.setattr(fused, "decode_step", lambda *a: calls.append(1) or real(*a))
+    from agentmem.runtime import MemoryCache
+    layer = DeltaMemLayer(DeltaMemConfig(), 48, {"q": 48, "o": 48})
+    cache = MemoryCache({0: torch.zeros(1, 1, 8, 8)}, torch.zeros(1, dtype=torch.long), "token")
+    x = torch.randn(1, 1, 48)
+    layer.step(x, cache, 0)  # grad enabled: PyTorch path
+    assert calls == [] and cache.states[0].requires_grad
+    fresh = MemoryCache({0: torch.zeros(1, 1, 8, 8)}, torch.zeros(1, dtype=torch.long), "token")
+    with torch.no_grad():
+        layer.step(x, fresh, 0)
+    assert calls == [1]
