@@ -3,9 +3,10 @@
 SQLite connections get WAL (readers never block the writer), a busy timeout (writers queue
 instead of failing), foreign keys, ``synchronous=FULL`` (a commit survives a crash of the process
 and of the machine) and ``secure_delete`` (deleted checkpoints are overwritten, not left in free
-pages). Write transactions start with ``BEGIN IMMEDIATE`` so two writers never both read under a
-shared lock and then deadlock upgrading it; the repository asks for one through the execution
-option :data:`WRITE_OPTION`.
+pages); new files get ``auto_vacuum=INCREMENTAL``, so pruning gives space back. Write
+transactions start with ``BEGIN IMMEDIATE``, so two writers never both read under a shared lock
+and then deadlock upgrading it; the repository asks for one through the execution option
+:data:`WRITE_OPTION`.
 """
 
 from __future__ import annotations
@@ -75,21 +76,26 @@ def _sqlite_engine(url: str, **kwargs: Any) -> Engine:
     Path(path).expanduser().parent.mkdir(parents=True, exist_ok=True)
     connect_args = {"timeout": BUSY_TIMEOUT_S, **kwargs.pop("connect_args", {})}
     engine = create_engine(url, connect_args=connect_args, **kwargs)
-    event.listen(engine, "connect", _sqlite_connect)
+    event.listen(engine, "connect", _sqlite_connect(float(connect_args["timeout"])))
     event.listen(engine, "begin", _sqlite_begin)
     return engine
 
 
-def _sqlite_connect(dbapi_conn: Any, _record: Any) -> None:
-    # Let SQLAlchemy's "begin" event (below) own BEGIN; pysqlite's implicit BEGIN would be DEFERRED.
-    dbapi_conn.isolation_level = None
-    cur = dbapi_conn.cursor()
-    cur.execute(f"PRAGMA busy_timeout = {int(BUSY_TIMEOUT_S * 1000)}")  # before WAL: it may wait
-    cur.execute("PRAGMA journal_mode = WAL")
-    cur.execute("PRAGMA synchronous = FULL")
-    cur.execute("PRAGMA foreign_keys = ON")
-    cur.execute("PRAGMA secure_delete = ON")
-    cur.close()
+def _sqlite_connect(timeout_s: float) -> Any:
+    def connect(dbapi_conn: Any, _record: Any) -> None:
+        # SQLAlchemy's "begin" event (below) owns BEGIN; pysqlite's own BEGIN would be DEFERRED.
+        dbapi_conn.isolation_level = None
+        cur = dbapi_conn.cursor()
+        cur.execute(f"PRAGMA busy_timeout = {int(timeout_s * 1000)}")  # first: WAL may wait
+        if cur.execute("PRAGMA page_count").fetchone()[0] == 0:  # a new file: pruning and
+            cur.execute("PRAGMA auto_vacuum = INCREMENTAL")  # deleting can then shrink it
+        cur.execute("PRAGMA journal_mode = WAL")
+        cur.execute("PRAGMA synchronous = FULL")
+        cur.execute("PRAGMA foreign_keys = ON")
+        cur.execute("PRAGMA secure_delete = ON")
+        cur.close()
+
+    return connect
 
 
 def _sqlite_begin(conn: Connection) -> None:
@@ -101,8 +107,10 @@ def _pg_search_path(schema: str) -> Any:
     def connect(dbapi_conn: Any, _record: Any) -> None:
         # The name matched _SCHEMA_RE, so it is a plain identifier that needs no quoting.
         with dbapi_conn.cursor() as cur:
-            cur.execute("SELECT pg_advisory_xact_lock(%s)", (_SCHEMA_LOCK,))
-            cur.execute(f"CREATE SCHEMA IF NOT EXISTS {schema}")
+            cur.execute("SELECT 1 FROM pg_namespace WHERE nspname = %s", (schema,))
+            if cur.fetchone() is None:  # CREATE needs a privilege that using it does not
+                cur.execute("SELECT pg_advisory_xact_lock(%s)", (_SCHEMA_LOCK,))
+                cur.execute(f"CREATE SCHEMA IF NOT EXISTS {schema}")
             cur.execute(f"SET search_path TO {schema}")
         dbapi_conn.commit()
 
