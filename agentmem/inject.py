@@ -51,7 +51,7 @@ class DeltaMemModel:
     @contextmanager
     def memory(self, state: MemoryState | None = None, *, write: bool = False,
                batch_size: int = 1, attention_mask: Tensor | None = None,
-               spans: Spans | None = None) -> Iterator[MemoryCache]:
+               spans: Spans | None = None, record: bool = False) -> Iterator[MemoryCache]:
         """Run the backbone inside this block to read (and optionally write) ``state``.
 
         Args:
@@ -59,6 +59,7 @@ class DeltaMemModel:
             write: writes on; the granularity is the config's ``write_mode``.
             attention_mask: [B, T] of the first pass; padding (0) never writes.
             spans: message token spans per row, required for message-level writes.
+            record: keep each layer's input in ``cache.record`` (for training replays).
 
         Yields:
             The block's `MemoryCache`; ``cache_to_state(cache)`` gives the resulting state.
@@ -69,7 +70,7 @@ class DeltaMemModel:
         tensors = state.tensors.to(device)
         cache = MemoryCache({i: tensors[:, j] for j, i in enumerate(self.layer_indices)},
                             state.tokens_written, self.config.write_mode if write else "off",
-                            write_mask=attention_mask, spans=spans)
+                            write_mask=attention_mask, spans=spans, record=record)
         token = self.runtime.set(cache)
         try:
             yield cache

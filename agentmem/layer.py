@@ -70,6 +70,8 @@ class DeltaMemLayer(nn.Module):
             reads, S = fused.decode_step(z, self.delta_mem_b_beta, S0, cache.write == "token")
             cache.commit(layer_idx, S, T)
             return reads
+        if cache.record is not None:  # training replays the writes from these inputs
+            cache.record[layer_idx] = x.detach()
         q, k, v, beta = self.features(x)
         if cache.write == "token":
             mask = cache.token_write_mask(layer_idx, B, T)  # None: every token writes
@@ -79,7 +81,7 @@ class DeltaMemLayer(nn.Module):
         else:
             reads, S = delta_rule_read(q, S0)
             if cache.write == "message":
-                S = self._write_messages(x, cache, S0)
+                S, _ = self.write_only(x, S0, pool=cache.pool_spans_weights(x))
         cache.commit(layer_idx, S, T)
         return reads.reshape(B, T, -1)
 
@@ -90,12 +92,22 @@ class DeltaMemLayer(nn.Module):
                 and not S0.requires_grad
                 and cache.token_write_mask(layer_idx, x.shape[0], 1) is None)
 
-    def _write_messages(self, x: Tensor, cache: MemoryCache, S0: Tensor) -> Tensor:
-        """SSW: one write per message span, from the mean x of its tokens (in order)."""
-        pooled, valid = cache.pool_spans(x)  # [B, M, d], [B, M]
-        _, k, v, beta = self.features(pooled)
-        beta = beta * valid.to(beta.dtype)[..., None, None]  # padding messages write nothing
-        return delta_rule(k, k, v, beta, S0)[1]
+    def write_only(self, x: Tensor, S0: Tensor, *, mask: Tensor | None = None,
+                   pool: tuple[Tensor, Tensor] | None = None) -> tuple[Tensor, Tensor]:
+        """The state after writing x [B, T, d] into S0, without reads; also returns β.
+
+        Args:
+            mask: [B, T], 0 where a token must not write (TSW).
+            pool: (weights [B, M, T], valid [B, M]) for SSW: one write per message, from the
+                mean x of its tokens, in order; padding messages write nothing.
+        """
+        if pool is not None:
+            weights, mask = pool
+            x = weights @ x.float()  # [B, M, d]
+        _, k, v, beta = self.features(x)
+        if mask is not None:
+            beta = beta * mask.to(beta.dtype)[..., None, None]
+        return delta_rule(k, k, v, beta, S0)[1], beta
 
     def correct(self, branch: str, out: Tensor, m: Tensor) -> Tensor:
         """out + s · U_branch m; out [B, T, o] from the frozen projection, m [B, T, N·r] fp32."""

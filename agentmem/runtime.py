@@ -53,7 +53,8 @@ class MemoryCache:
     """
 
     def __init__(self, states: dict[int, Tensor], tokens_written: Tensor, write: str,
-                 write_mask: Tensor | None = None, spans: Spans | None = None) -> None:
+                 write_mask: Tensor | None = None, spans: Spans | None = None,
+                 record: bool = False) -> None:
         if write not in ("off", "token", "message"):
             raise ValueError(f"write={write!r}; expected 'off', 'token' or 'message'")
         if write == "message" and (spans is None or not any(len(s) for s in spans)):
@@ -65,6 +66,7 @@ class MemoryCache:
         self.write_mask = write_mask
         self.spans = [list(s) for s in spans] if spans is not None else None
         self.reads: dict[int, Tensor] = {}
+        self.record: dict[int, Tensor] | None = {} if record else None  # layer -> x (detached)
         self.positions = dict.fromkeys(states, 0)
         self.first_layer = min(states)
         self._pool: tuple[Tensor, Tensor] | None = None
@@ -89,12 +91,11 @@ class MemoryCache:
         mask[:, : part.shape[1]] = part
         return mask
 
-    def pool_spans(self, x: Tensor) -> tuple[Tensor, Tensor]:
-        """Mean of x over each message span: ([B, M, d] fp32, valid [B, M] bool)."""
+    def pool_spans_weights(self, x: Tensor) -> tuple[Tensor, Tensor]:
+        """Averaging weights of the message spans: ([B, M, T] fp32, valid [B, M] bool)."""
         if self._pool is None:
             self._pool = self._span_weights(x.shape[0], x.shape[1], x.device)
-        weights, valid = self._pool
-        return weights @ x.float(), valid
+        return self._pool
 
     def _span_weights(self, B: int, T: int, device: torch.device) -> tuple[Tensor, Tensor]:
         assert self.spans is not None
