@@ -1,7 +1,14 @@
 """store: persistence of δ-mem memory checkpoints (SQLite by default, PostgreSQL by URL).
 
 The rest of agentmem sees only :class:`MemoryRepository` (and its async twin); rows, sessions
-and SQL stay inside this package.
+and SQL stay inside this package::
+
+    repo = MemoryRepository(make_engine("postgresql+psycopg://user@host/db"),
+                            spec=StateSpec(adapter_fingerprint, backbone_id))
+    head = repo.latest(agent_id, thread_id)                  # verified Checkpoint or None
+    info = repo.put(agent_id, thread_id, new_state,          # ConflictError if another
+                    parent=head and head.checkpoint_id)      # writer moved the head
+    repo.update(agent_id, thread_id, lambda s: write_turn(s))  # read, compute, put, retry
 """
 
 from store.aio import AsyncMemoryRepository

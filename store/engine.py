@@ -56,7 +56,8 @@ def make_engine(url: str | None = None, *, schema: str | None = None, **kwargs: 
         if schema is not None:
             raise ValueError("schema= is for PostgreSQL; SQLite keeps one schema per file")
         return _sqlite_engine(url, **kwargs)
-    engine = create_engine(url, pool_pre_ping=True, **kwargs)
+    kwargs.setdefault("pool_pre_ping", True)  # survive server restarts and idle disconnects
+    engine = create_engine(url, **kwargs)
     if schema is not None:
         if not _SCHEMA_RE.fullmatch(schema):
             raise ValueError(f"schema={schema!r}; expected [a-z_][a-z0-9_]* (at most 63 chars)")

@@ -6,7 +6,7 @@ from __future__ import annotations
 from datetime import UTC, datetime
 
 import pytest
-from sqlalchemy import MetaData, Table, insert, inspect, select
+from sqlalchemy import MetaData, Table, UniqueConstraint, insert, inspect, select
 from store_helpers import make_state, states_equal
 
 from store import LATEST_VERSION, MemoryRepository, SchemaVersionError, migrate
@@ -36,20 +36,34 @@ def test_a_repository_sets_itself_up_on_first_use(engine) -> None:
         assert schema_version(conn) == LATEST_VERSION
 
 
+def _model_keys(table) -> tuple[set, set]:
+    unique = {(c.name,) for c in table.columns if c.unique}
+    unique |= {tuple(c.columns.keys()) for c in table.constraints
+               if isinstance(c, UniqueConstraint)}
+    plain = {tuple(i.columns.keys()) for i in table.indexes if not i.unique}
+    return unique, plain
+
+
+def _db_keys(insp, name: str) -> tuple[set, set]:
+    unique = {tuple(u["column_names"]) for u in insp.get_unique_constraints(name)}
+    indexes = insp.get_indexes(name)
+    unique |= {tuple(i["column_names"]) for i in indexes if i["unique"]}
+    plain = {tuple(i["column_names"]) for i in indexes if not i["unique"]}
+    return unique, plain
+
+
 def test_migrations_reach_exactly_the_models_schema(engine) -> None:
     migrate(engine)
     with engine.connect() as conn:
         insp = inspect(conn)
+        assert set(insp.get_table_names()) == set(Base.metadata.tables)
         for table in Base.metadata.sorted_tables:
             got = {c["name"]: c["nullable"] for c in insp.get_columns(table.name)}
-            want = {c.name: c.nullable for c in table.columns}
-            assert got == want, table.name
-            got_unique = {tuple(u["column_names"]) for u in insp.get_unique_constraints(table.name)}
-            got_unique |= {tuple(i["column_names"]) for i in insp.get_indexes(table.name)
-                           if i["unique"]}
-            for c in table.constraints:
-                if type(c).__name__ == "UniqueConstraint":
-                    assert tuple(c.columns.keys()) in got_unique, (table.name, c)
+            assert got == {c.name: c.nullable for c in table.columns}, table.name
+            assert _db_keys(insp, table.name) == _model_keys(table), table.name
+            fks = {(tuple(f["constrained_columns"]), f["referred_table"])
+                   for f in insp.get_foreign_keys(table.name)}
+            assert fks == {((f.parent.name,), f.column.table.name) for f in table.foreign_keys}
 
 
 def _write_v1_row(engine) -> str:

@@ -174,14 +174,19 @@ def test_delete_agent_leaves_no_bytes_in_the_sqlite_file(repo: MemoryRepository,
                                                          tmp_path) -> None:
     if target.name != "sqlite":
         pytest.skip("file-level check; PostgreSQL reclaims dead rows with VACUUM")
-    secret = make_state(3)
-    marker = secret.tensors.numpy().tobytes()[:64]
-    repo.put("forget-me", "t", secret, parent=None, metadata={"note": "SECRET-NOTE-42"})
-    repo.put("keep-me", "t", make_state(4), parent=None)
-    repo.delete_agent("forget-me")
+    heads: dict[str, str | None] = {"keep-me": None, "forget-me-SECRET-ID": None}
+    for i in range(6):  # interleaved, so the two agents' rows share pages
+        for agent, head in heads.items():
+            seed = i + (100 if agent.startswith("forget") else 0)
+            note = "SECRET-NOTE-42" if agent.startswith("forget") else "fine"
+            heads[agent] = repo.put(agent, "t", make_state(seed), parent=head,
+                                    metadata={"note": note}).checkpoint_id
+    repo.delete_agent("forget-me-SECRET-ID")
     data = b"".join(p.read_bytes() for p in tmp_path.iterdir())
-    assert marker not in data and b"SECRET-NOTE-42" not in data and b"forget-me" not in data
-    assert make_state(4).tensors.numpy().tobytes()[:64] in data  # the check can see blobs
+    assert b"SECRET-ID" not in data and b"SECRET-NOTE-42" not in data
+    for i in range(6):
+        assert make_state(100 + i).tensors.numpy().tobytes()[:64] not in data
+        assert make_state(i).tensors.numpy().tobytes()[:64] in data  # the check can see blobs
 
 
 def test_agent_scope_and_thread_listing(repo: MemoryRepository) -> None:
