@@ -1,0 +1,229 @@
+"""The conversation protocol of DESIGN §2 for episodes: write a history turn by turn, build the
+read prompt of each evaluation regime, score candidate answers, compute the training loss.
+
+An episode is anything with ``history`` (chat messages), ``question`` and ``answer``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+
+from agentmem.chat_template import EncodedChat, encode_chat
+from agentmem.engine import write_tokens
+from agentmem.inject import DeltaMemModel
+from agentmem.state import MemoryState
+
+Message = dict[str, str]
+REGIMES = ("no-memory", "window", "full-context", "memory-only", "memory+window",
+           "memory+full-context", "bm25")
+MEMORY_REGIMES = ("memory-only", "memory+window", "memory+full-context")
+
+
+def turns_of(history: list[Message]) -> list[list[Message]]:
+    """Group a history into turns: a user message with the replies that follow it."""
+    turns: list[list[Message]] = []
+    for m in history:
+        if m["role"] == "user" or not turns:
+            turns.append([m])
+        else:
+            turns[-1].append(m)
+    return turns
+
+
+def encode_turns(tokenizer: Any, history: list[Message], budget_tokens: int | None = None
+                 ) -> list[EncodedChat]:
+    """Each turn rendered as the continuation of the ones before it; the oldest turns are
+    dropped until the written tokens fit ``budget_tokens``."""
+    encoded, prefix = [], []
+    for turn in turns_of(history):
+        encoded.append(encode_chat(tokenizer, turn, prefix=prefix))
+        prefix = prefix + turn
+    if budget_tokens is not None:
+        while len(encoded) > 1 and sum(len(e.input_ids) for e in encoded) > budget_tokens:
+            encoded.pop(0)
+    return encoded
+
+
+def write_history(dm: DeltaMemModel, tokenizer: Any, history: list[Message],
+                  state: MemoryState | None = None, *, budget_tokens: int | None = None
+                  ) -> MemoryState:
+    """Write a history into memory, one pass per turn (as the chat model serves), no grad."""
+    state = state or dm.new_state()
+    for enc in encode_turns(tokenizer, history, budget_tokens):
+        state = write_tokens(dm, torch.tensor([enc.input_ids]), state, spans=[enc.spans])
+    return state
+
+
+def write_histories_grad(dm: DeltaMemModel, tokenizer: Any, histories: list[list[Message]], *,
+                         budget_tokens: int | None = None) -> tuple[MemoryState, Tensor]:
+    """Write B histories into B memory rows, turn k of every history in one batched pass,
+    with gradients into the δ-mem write parameters.
+
+    Each pass runs the backbone without autograd (its values are exact: every row reads its own
+    state so far); the writes are then replayed from the recorded layer inputs with autograd, so
+    the gradient reaches W_k, W_v, W_β and earlier writes but not the backbone's hidden states.
+    Returns the states and the mean write gate β per layer ([L], for the sparsity term).
+    """
+    per_row = [encode_turns(tokenizer, h, budget_tokens) for h in histories]
+    B, n_turns = len(histories), max((len(t) for t in per_row), default=0)
+    state, betas = dm.new_state(B), []
+    for k in range(n_turns):
+        turn = [rows[k] if k < len(rows) else None for rows in per_row]
+        ids, attn, spans = _right_padded(tokenizer, turn)
+        if not any(spans):
+            continue
+        state, beta = _replayed_write(dm, ids, attn, spans, state)
+        betas.append(beta)
+    beta_mean = torch.stack(betas).mean(0) if betas else torch.zeros(len(dm.layer_indices))
+    return state, beta_mean
+
+
+def _right_padded(tokenizer: Any, turn: list[EncodedChat | None]
+                  ) -> tuple[Tensor, Tensor, list[list[tuple[int, int]]]]:
+    T = max(len(e.input_ids) if e else 1 for e in turn)
+    pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
+    ids = torch.full((len(turn), T), pad, dtype=torch.long)
+    attn = torch.zeros(len(turn), T, dtype=torch.long)
+    for b, e in enumerate(turn):
+        if e is not None:
+            ids[b, : len(e.input_ids)] = torch.tensor(e.input_ids)
+            attn[b, : len(e.input_ids)] = 1
+    return ids, attn, [list(e.spans) if e else [] for e in turn]
+
+
+def _replayed_write(dm: DeltaMemModel, ids: Tensor, attn: Tensor,
+                    spans: list[list[tuple[int, int]]], state: MemoryState
+                    ) -> tuple[MemoryState, Tensor]:
+    device = dm.model.device
+    ids, attn = ids.to(device), attn.to(device)
+    with torch.no_grad(), dm.memory(state, write=True, batch_size=ids.shape[0],
+                                    attention_mask=attn, spans=spans, record=True) as c:
+        dm.model.get_decoder()(input_ids=ids, attention_mask=attn, use_cache=False)
+    message = dm.config.write_mode == "message"
+    pool = c.pool_spans_weights(ids) if message else None
+    layers, betas = [], []
+    for j, i in enumerate(dm.layer_indices):
+        S, beta = dm.layers[i].write_only(c.record[i], state.tensors[:, j].to(device), pool=pool,
+                                          mask=None if message else attn)
+        layers.append(S)
+        betas.append(beta.mean())
+    new = MemoryState(torch.stack(layers, dim=1), c.tokens_written.cpu(), dm.layer_indices,
+                      dm.fingerprint(), dm.backbone_id, dm.config)
+    return new, torch.stack(betas)
+
+
+@dataclass(frozen=True)
+class ReadPrompt:
+    messages: list[Message]
+    uses_memory: bool
+
+
+def read_prompt(regime: str, history: list[Message], question: str, *, window: int = 4,
+                bm25_k: int = 4) -> ReadPrompt:
+    """The messages the backbone sees in the read pass of ``regime`` (DESIGN §2)."""
+    if regime not in REGIMES:
+        raise ValueError(f"regime={regime!r}; expected one of {REGIMES}")
+    ask = [{"role": "user", "content": question}]
+    if regime in ("no-memory", "memory-only"):
+        shown: list[Message] = []
+    elif regime in ("window", "memory+window"):
+        shown = history[-window:] if window else []
+    elif regime in ("full-context", "memory+full-context"):
+        shown = list(history)
+    else:
+        shown = bm25_turns(history, question, bm25_k)
+    return ReadPrompt(shown + ask, regime in MEMORY_REGIMES)
+
+
+def bm25_turns(history: list[Message], question: str, k: int) -> list[Message]:
+    """The k past turns that best match the question (BM25), in their original order."""
+    from rank_bm25 import BM25Okapi
+
+    turns = turns_of(history)
+    if not turns:
+        return []
+    docs = [" ".join(m["content"] for m in t).lower().split() for t in turns]
+    scores = BM25Okapi(docs).get_scores(question.lower().split())
+    best = sorted(sorted(range(len(turns)), key=lambda i: -scores[i])[:k])
+    return [m for i in best for m in turns[i]]
+
+
+def _reply_batch(tokenizer: Any, pairs: list[tuple[list[Message], str]]
+                 ) -> tuple[Tensor, Tensor, Tensor]:
+    """ids [B, T] (right-padded), attention mask, and a target mask over each reply's tokens
+    plus the end-of-turn marker, for (prompt, reply) pairs."""
+    rows, targets = [], []
+    for prompt, reply in pairs:
+        enc = encode_chat(tokenizer, prompt + [{"role": "assistant", "content": reply}])
+        s, e = enc.spans[-1]
+        rows.append(enc.input_ids)
+        targets.append((s, min(e + 1, len(enc.input_ids))))  # the reply must stop here
+    T = max(len(r) for r in rows)
+    pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
+    ids = torch.full((len(rows), T), pad, dtype=torch.long)
+    attn = torch.zeros(len(rows), T, dtype=torch.long)
+    tmask = torch.zeros(len(rows), T, dtype=torch.bool)
+    for b, (row, (s, e)) in enumerate(zip(rows, targets, strict=True)):
+        ids[b, : len(row)] = torch.tensor(row)
+        attn[b, : len(row)] = 1
+        tmask[b, s:e] = True
+    return ids, attn, tmask
+
+
+def _token_logprobs(dm: DeltaMemModel, ids: Tensor, attn: Tensor, state: MemoryState | None
+                    ) -> Tensor:
+    """log p(token_t | tokens_<t) for t ≥ 1, [B, T] (column 0 is 0)."""
+    device = dm.model.device
+    B = ids.shape[0]
+    rows = MemoryState.stack([state] * B) if state is not None and state.batch_size != B else state
+    with dm.memory(rows, batch_size=B):
+        logits = dm.model(input_ids=ids.to(device), attention_mask=attn.to(device)).logits
+    logp = F.log_softmax(logits[:, :-1].float(), dim=-1)
+    out = logp.gather(-1, ids[:, 1:].to(device).unsqueeze(-1)).squeeze(-1)
+    return F.pad(out, (1, 0))
+
+
+@torch.no_grad()
+def score_candidates(dm: DeltaMemModel, tokenizer: Any, prompt: ReadPrompt, candidates: list[str],
+                     state: MemoryState | None) -> tuple[Tensor, Tensor]:
+    """Sum and per-token-mean log-likelihood of each candidate as the assistant's reply."""
+    ids, attn, tmask = _reply_batch(tokenizer, [(prompt.messages, c) for c in candidates])
+    logp = _token_logprobs(dm, ids, attn, state if prompt.uses_memory else None)
+    total = (logp * tmask.to(logp)).sum(-1)
+    return total, total / tmask.sum(-1).to(logp)
+
+
+def answer_loss(dm: DeltaMemModel, tokenizer: Any, prompts: list[ReadPrompt], answers: list[str],
+                state: MemoryState | None) -> Tensor:
+    """Per-row cross-entropy on the answer tokens only ([B], with autograd).
+
+    Rows whose prompt does not use memory read an empty state (the frozen backbone)."""
+    ids, attn, tmask = _reply_batch(tokenizer, [(p.messages, a) for p, a in
+                                                zip(prompts, answers, strict=True)])
+    if state is not None:
+        keep = torch.tensor([p.uses_memory for p in prompts], dtype=state.tensors.dtype)
+        state = MemoryState(state.tensors * keep.view(-1, 1, 1, 1, 1), state.tokens_written,
+                            state.layer_indices, state.adapter_fingerprint, state.backbone_id,
+                            state.config)
+    logp = _token_logprobs(dm, ids, attn, state)
+    m = tmask.to(logp)
+    return -(logp * m).sum(-1) / m.sum(-1)
+
+
+@torch.no_grad()
+def generate_answer(dm: DeltaMemModel, tokenizer: Any, prompt: ReadPrompt,
+                    state: MemoryState | None, max_new_tokens: int = 32) -> str:
+    """Greedy reply to the read prompt (writes off)."""
+    enc = tokenizer.apply_chat_template(prompt.messages, add_generation_prompt=True,
+                                        return_tensors="pt", return_dict=True)
+    ids = enc["input_ids"].to(dm.model.device)
+    with dm.memory(state if prompt.uses_memory else None):
+        out = dm.model.generate(input_ids=ids, attention_mask=enc["attention_mask"],
+                                max_new_tokens=max_new_tokens, do_sample=False,
+                                pad_token_id=tokenizer.pad_token_id or tokenizer.eos_token_id)
+    return tokenizer.decode(out[0, ids.shape[1]:], skip_special_tokens=True).strip()

@@ -1,0 +1,132 @@
+"""`agentmem train`: train a δ-mem adapter on episodes (JSONL), backbone frozen.
+
+Per episode: the history is written into memory turn by turn (as served), gradients reach the
+write parameters through replayed writes; then question + answer are read with writes off in
+a memory-only view or a memory + history-visible view; loss = cross-entropy on the answer,
+plus 0.01 · mean over layers of (mean β − 0.05)². AdamW, warm-up then cosine decay.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import random
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+from tqdm import tqdm
+
+from agentmem.adapters import save_adapter
+from agentmem.backbones import DEFAULT_BACKBONE, load_backbone
+from agentmem.config import DeltaMemConfig
+from agentmem.inject import DeltaMemModel, attach_delta_mem
+from agentmem.protocol import answer_loss, read_prompt, write_histories_grad
+from agentmem.train.checkpoint import load_checkpoint, save_checkpoint
+from agentmem.train.report import write_card, write_loss_plot
+
+
+@dataclass
+class TrainConfig:
+    """What `agentmem train` needs; every field is a CLI flag."""
+
+    data: list[str]
+    out: str
+    backbone: str = DEFAULT_BACKBONE
+    steps: int = 300
+    batch_size: int = 8  # episodes per optimizer step (gradient accumulation)
+    lr: float = 1e-3
+    warmup: float = 0.1
+    memory_only_steps: int = 0  # phase 1: memory-only views (RESEARCH.md: train the memory path)
+    context_views: float = 0.5  # afterwards: fraction of views that also show the history
+    budget_tokens: int = 2048  # written tokens per episode, oldest turns dropped first
+    sparsity: float = 0.01
+    seed: int = 0
+    save_every: int = 50
+    limit: int | None = None
+    adapter: dict[str, Any] = field(default_factory=lambda: {"write_mode": "message"})
+
+
+def lr_at(step: int, cfg: TrainConfig) -> float:
+    warm = max(1, int(cfg.warmup * cfg.steps))
+    if step < warm:
+        return cfg.lr * (step + 1) / warm
+    progress = (step - warm) / max(1, cfg.steps - warm)
+    return cfg.lr * 0.5 * (1 + math.cos(math.pi * progress))
+
+
+def load_episodes(paths: list[str], limit: int | None) -> list[Any]:
+    from agentmem.data.episodes import read_jsonl
+
+    episodes = [e for p in paths for e in read_jsonl(p)]
+    return episodes[:limit] if limit else episodes
+
+
+def train_step(dm: DeltaMemModel, tok: Any, episodes: list[Any], step: int, cfg: TrainConfig,
+               opt: torch.optim.Optimizer) -> dict[str, float]:
+    """One optimizer step over a batch written and read as one batched pass per turn.
+
+    The batch and its views depend only on (seed, step), so resuming reproduces an
+    uninterrupted run."""
+    rng = random.Random(cfg.seed * 1_000_003 + step)
+    batch = [episodes[rng.randrange(len(episodes))] for _ in range(cfg.batch_size)]
+    ctx = [step >= cfg.memory_only_steps and rng.random() < cfg.context_views for _ in batch]
+    opt.zero_grad(set_to_none=True)
+    state, beta = write_histories_grad(dm, tok, [e.history for e in batch],
+                                       budget_tokens=cfg.budget_tokens)
+    prompts = [read_prompt("memory+full-context" if c else "memory-only", e.history, e.question)
+               for e, c in zip(batch, ctx, strict=True)]
+    ce = answer_loss(dm, tok, prompts, [e.answer for e in batch], state)  # [B]
+    loss = ce.mean() + cfg.sparsity * ((beta - 0.05) ** 2).mean()
+    loss.backward()
+    for g in opt.param_groups:
+        g["lr"] = lr_at(step, cfg)
+    grad_norm = torch.nn.utils.clip_grad_norm_(list(dm.parameters()), 1.0).item()
+    opt.step()
+    is_ctx = torch.tensor(ctx)
+    mean = lambda sel: ce.detach()[sel].mean().item() if sel.any() else 0.0  # noqa: E731
+    return {"step": step + 1, "loss": loss.item(), "lr": lr_at(step, cfg), "grad_norm": grad_norm,
+            "ce_memory_only": mean(~is_ctx), "ce_context": mean(is_ctx),
+            "views_context": int(is_ctx.sum()), "beta_mean": beta.mean().item()}
+
+
+def train(cfg: TrainConfig, command: str = "") -> Path:
+    """Run (or resume) training; returns the adapter folder ``<out>/adapter``."""
+    out = Path(cfg.out)
+    out.mkdir(parents=True, exist_ok=True)
+    torch.manual_seed(cfg.seed)
+    model, tok = load_backbone(cfg.backbone)
+    dm = attach_delta_mem(model, DeltaMemConfig.from_dict(cfg.adapter))
+    opt = torch.optim.AdamW(list(dm.parameters()), lr=cfg.lr, weight_decay=0.0)
+    episodes = load_episodes(cfg.data, cfg.limit)
+    ckpt, log_path = out / "checkpoint", out / "train_log.jsonl"
+    start, elapsed = 0, 0.0
+    if (ckpt / "trainer_state.json").exists():
+        state = load_checkpoint(ckpt, dm, opt)
+        start, elapsed = state["step"], state["elapsed_s"]
+        _truncate_log(log_path, start)
+    t0 = time.perf_counter() - elapsed
+    with open(log_path, "a") as log, tqdm(total=cfg.steps, initial=start, desc="train") as bar:
+        for step in range(start, cfg.steps):
+            row = train_step(dm, tok, episodes, step, cfg, opt)
+            row["elapsed_s"] = round(time.perf_counter() - t0, 2)
+            log.write(json.dumps(row) + "\n")
+            log.flush()
+            bar.set_postfix(loss=f"{row['loss']:.3f}", mem=f"{row['ce_memory_only']:.3f}")
+            bar.update(1)
+            if (step + 1) % cfg.save_every == 0 or step + 1 == cfg.steps:
+                save_checkpoint(ckpt, dm, opt, {"step": step + 1, "elapsed_s": row["elapsed_s"],
+                                                "config": asdict(cfg)})
+    adapter = save_adapter(dm, out / "adapter")
+    write_loss_plot(log_path, out / "loss.png")
+    write_card(adapter, cfg, command, log_path, len(episodes))
+    return adapter
+
+
+def _truncate_log(path: Path, steps: int) -> None:
+    """Drop log rows past the checkpoint (steps that will be redone after a resume)."""
+    if path.exists():
+        rows = [r for r in path.read_text().splitlines() if r and json.loads(r)["step"] <= steps]
+        path.write_text("".join(r + "\n" for r in rows))

@@ -1,0 +1,53 @@
+"""Training artefacts: loss curve PNG and the adapter's model card."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict
+from pathlib import Path
+from typing import Any
+
+
+def _rows(log_path: Path) -> list[dict[str, Any]]:
+    return [json.loads(r) for r in log_path.read_text().splitlines() if r]
+
+
+def write_loss_plot(log_path: Path, png: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    rows = _rows(log_path)
+    fig, ax = plt.subplots(figsize=(7, 4))
+    for key, label in (("loss", "total"), ("ce_memory_only", "answer CE, memory-only views"),
+                       ("ce_context", "answer CE, history-visible views")):
+        pts = [(r["step"], r[key]) for r in rows if key == "loss" or r[key] > 0]
+        if pts:
+            ax.plot(*zip(*pts, strict=True), label=label, linewidth=1)
+    ax.set_xlabel("step")
+    ax.set_ylabel("loss (nats / token)")
+    ax.legend()
+    ax.grid(alpha=0.3)
+    fig.tight_layout()
+    fig.savefig(png, dpi=120)
+    plt.close(fig)
+
+
+def write_card(adapter: Path, cfg: Any, command: str, log_path: Path, n_episodes: int) -> None:
+    """README.md beside the adapter: data, command, steps, wall time (evaluation appended later)."""
+    rows = _rows(log_path)
+    last = rows[-1] if rows else {}
+    lines = [
+        "# δ-mem adapter", "",
+        f"- backbone: `{cfg.backbone}`",
+        f"- adapter config: `{json.dumps(cfg.adapter, sort_keys=True)}`",
+        f"- data: {', '.join(f'`{Path(d).name}`' for d in cfg.data)} ({n_episodes} episodes)",
+        f"- steps: {last.get('step', 0)} × batch {cfg.batch_size}; wall time "
+        f"{last.get('elapsed_s', 0) / 60:.1f} min",
+        f"- final loss {last.get('loss', float('nan')):.4f}",
+        f"- command: `{command}`", "",
+        "## Training config", "", "```json", json.dumps(asdict(cfg), indent=1, sort_keys=True),
+        "```", "",
+    ]
+    (adapter / "README.md").write_text("\n".join(lines))
