@@ -9,7 +9,7 @@ import pytest
 import torch
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from sqlalchemy import update
+from sqlalchemy import event, update
 from store_helpers import make_state, snapshot, states_equal
 
 from agentmem.errors import AgentMemError
@@ -188,3 +188,27 @@ def test_fuzzed_bad_metadata_is_refused_and_writes_nothing(repo, engine, stored,
     with pytest.raises(InvalidMetadataError):
         repo.fork("a", "t", stored, "t-fork", metadata=meta)
     assert snapshot(engine) == before
+
+
+def test_ids_and_metadata_travel_only_as_parameters(repo, engine) -> None:
+    agent, thread, note = "ag'); DELETE FROM x; --", "th\" OR 1=1", "note'--"
+    sent: list[str] = []
+
+    def record(conn, cursor, statement, parameters, context, executemany) -> None:
+        sent.append(statement)
+
+    event.listen(engine, "before_cursor_execute", record)
+    try:
+        head = repo.put(agent, thread, make_state(1), parent=None, metadata={"n": note})
+        repo.update(agent, thread, lambda s: make_state(2))
+        repo.get(agent, thread, head.checkpoint_id)
+        repo.history(agent, thread, before=repo.latest(agent, thread).checkpoint_id)
+        repo.fork(agent, thread, head.checkpoint_id, thread + "'")
+        repo.prune(agent, thread, keep_last=1)
+        repo.list_threads(agent)
+        repo.delete_agent(agent)
+    finally:
+        event.remove(engine, "before_cursor_execute", record)
+    assert len(sent) > 10
+    assert not [s for s in sent if agent in s or thread in s or note in s
+                or head.checkpoint_id in s]
