@@ -52,6 +52,112 @@ def _demo(args: argparse.Namespace) -> int:
     return 0
 
 
+def _train(args: argparse.Namespace) -> int:
+    from agentmem.train import TrainConfig, train
+
+    adapter = {"write_mode": args.write_mode, "rank": args.rank, "num_states": args.num_states,
+               "beta_bias": args.beta_bias}
+    cfg = TrainConfig(data=args.data, out=args.out, backbone=args.backbone, steps=args.steps,
+                      batch_size=args.batch_size, lr=args.lr, warmup=args.warmup,
+                      memory_only_steps=args.memory_only_steps, context_views=args.context_views,
+                      budget_tokens=args.budget_tokens, seed=args.seed, save_every=args.save_every,
+                      limit=args.limit, stop_after=args.stop_after, adapter=adapter)
+    folder = train(cfg, command="agentmem " + " ".join(sys.argv[1:]))
+    print(f"adapter written to {folder}")
+    return 0
+
+
+def _eval(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from agentmem.eval_report import last_line, write_outputs
+    from agentmem.evaluate import EvalOptions, evaluate
+
+    episodes = _eval_episodes(args)
+    dm, tok = _load_model(args.backbone, args.adapter)
+    opts = EvalOptions(regimes=args.regimes.split(","), window=args.window,
+                       budget_tokens=args.budget_tokens, generate=not args.no_generate,
+                       max_new_tokens=args.max_new_tokens, swap=not args.no_swap)
+    summary, rows = evaluate(dm, tok, episodes, opts)
+    meta = {"command": "agentmem " + " ".join(sys.argv[1:]), "episodes": len(episodes),
+            "adapter": str(args.adapter), "adapter_fingerprint": dm.fingerprint(),
+            "scoring": "mean log-prob per reply token (length-normalised)"}
+    print(write_outputs(Path(args.out), summary, rows, meta))
+    print(last_line(summary))
+    return 0
+
+
+def _eval_episodes(args: argparse.Namespace) -> list:
+    if args.suite == "babi":
+        from agentmem.data.babi import read_babi
+
+        episodes = read_babi(args.data)
+    elif args.suite == "locomo":
+        from agentmem.data.locomo import read_locomo
+
+        episodes = read_locomo(args.data)
+    else:
+        from agentmem.data.episodes import read_jsonl
+
+        episodes = read_jsonl(args.data)
+    return episodes[: args.limit] if args.limit else episodes
+
+
+def _load_model(backbone: str, adapter: str | None):
+    from agentmem.adapters import load_adapter, shipped_adapter
+    from agentmem.backbones import load_backbone
+    from agentmem.inject import attach_delta_mem
+
+    model, tok = load_backbone(backbone)
+    folder = adapter or shipped_adapter(backbone)
+    if folder and str(folder) != "none":
+        return load_adapter(model, folder), tok
+    print("warning: no adapter given or shipped; using a freshly initialised one", file=sys.stderr)
+    return attach_delta_mem(model), tok
+
+
+def _add_train(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("train", help="train a δ-mem adapter on episodes (JSONL)")
+    p.add_argument("--data", action="append", required=True, help="episodes JSONL (repeatable)")
+    p.add_argument("--out", required=True)
+    p.add_argument("--backbone", default=DEFAULT_BACKBONE)
+    p.add_argument("--steps", type=int, default=300)
+    p.add_argument("--batch-size", type=int, default=8)
+    p.add_argument("--lr", type=float, default=1e-3)
+    p.add_argument("--warmup", type=float, default=0.1)
+    p.add_argument("--memory-only-steps", type=int, default=0)
+    p.add_argument("--context-views", type=float, default=0.5)
+    p.add_argument("--budget-tokens", type=int, default=2048)
+    p.add_argument("--write-mode", choices=["token", "message"], default="message")
+    p.add_argument("--rank", type=int, default=8)
+    p.add_argument("--num-states", type=int, default=1)
+    p.add_argument("--beta-bias", type=float, default=-1.5)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--save-every", type=int, default=50)
+    p.add_argument("--limit", type=int, default=None)
+    p.add_argument("--stop-after", type=int, default=None,
+                   help="end this sitting after N steps; rerun the same command to resume")
+    p.set_defaults(func=_train)
+
+
+def _add_eval(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("eval", help="evaluate every regime side by side")
+    p.add_argument("--data", required=True, help="episodes JSONL, or a bAbI / LoCoMo file")
+    p.add_argument("--suite", choices=["babi", "locomo"], default=None)
+    p.add_argument("--adapter", default=None, help="adapter folder ('none': fresh adapter)")
+    p.add_argument("--backbone", default=DEFAULT_BACKBONE)
+    p.add_argument("--regimes", default="no-memory,window,full-context,memory-only,memory+window,"
+                   "memory+full-context,bm25")
+    p.add_argument("--limit", type=int, default=None)
+    p.add_argument("--window", type=int, default=4)
+    p.add_argument("--budget-tokens", type=int, default=2048)
+    p.add_argument("--max-new-tokens", type=int, default=32)
+    p.add_argument("--no-generate", action="store_true", help="skip generated EM/F1")
+    p.add_argument("--no-swap", action="store_true", help="skip the swap test")
+    p.add_argument("--out", default="eval_out")
+    p.set_defaults(func=_eval)
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="agentmem", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
@@ -60,6 +166,8 @@ def main(argv: list[str] | None = None) -> int:
     demo.add_argument("--adapter", default=None, help="adapter folder (default: the shipped one)")
     demo.add_argument("--write-mode", choices=["token", "message"], default="token")
     demo.set_defaults(func=_demo)
+    _add_train(sub)
+    _add_eval(sub)
     args = parser.parse_args(argv)
     return args.func(args)
 

@@ -46,6 +46,7 @@ class TrainConfig:
     seed: int = 0
     save_every: int = 50
     limit: int | None = None
+    stop_after: int | None = None  # end this sitting after so many steps (resume later)
     adapter: dict[str, Any] = field(default_factory=lambda: {"write_mode": "message"})
 
 
@@ -109,14 +110,15 @@ def train(cfg: TrainConfig, command: str = "") -> Path:
         _truncate_log(log_path, start)
     t0 = time.perf_counter() - elapsed
     with open(log_path, "a") as log, tqdm(total=cfg.steps, initial=start, desc="train") as bar:
-        for step in range(start, cfg.steps):
+        end = min(cfg.steps, start + cfg.stop_after) if cfg.stop_after else cfg.steps
+        for step in range(start, end):
             row = train_step(dm, tok, episodes, step, cfg, opt)
             row["elapsed_s"] = round(time.perf_counter() - t0, 2)
             log.write(json.dumps(row) + "\n")
             log.flush()
             bar.set_postfix(loss=f"{row['loss']:.3f}", mem=f"{row['ce_memory_only']:.3f}")
             bar.update(1)
-            if (step + 1) % cfg.save_every == 0 or step + 1 == cfg.steps:
+            if (step + 1) % cfg.save_every == 0 or step + 1 == end:
                 save_checkpoint(ckpt, dm, opt, {"step": step + 1, "elapsed_s": row["elapsed_s"],
                                                 "config": asdict(cfg)})
     adapter = save_adapter(dm, out / "adapter")

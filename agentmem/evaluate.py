@@ -1,0 +1,135 @@
+"""`agentmem eval`: every regime of DESIGN §2 side by side on episodes.
+
+Candidate accuracy scores each candidate by its length-normalised log-likelihood (mean log-prob
+per reply token, end-of-turn marker included) as the assistant's reply. Memory regimes also run
+the swap test: the history is written with the answer's value replaced by another candidate
+(the prompt of a context regime still shows the original history); ``swap_follow`` is how often
+the prediction becomes the written value, ``swap_baseline`` how often the unswapped prediction
+already was that value (what ignoring memory would give).
+"""
+
+from __future__ import annotations
+
+import random
+from collections import defaultdict
+from dataclasses import dataclass, field
+from typing import Any
+
+import torch
+from tqdm import tqdm
+
+from agentmem.inject import DeltaMemModel
+from agentmem.metrics import bootstrap_ci, exact_match, f1_score
+from agentmem.protocol import (
+    MEMORY_REGIMES,
+    generate_answer,
+    read_prompt,
+    score_candidates,
+    write_history,
+)
+
+
+@dataclass
+class EvalOptions:
+    regimes: list[str]
+    window: int = 4
+    bm25_k: int = 4
+    budget_tokens: int | None = 2048
+    generate: bool = True
+    max_new_tokens: int = 32
+    swap: bool = True
+
+
+@dataclass
+class Row:
+    """One (episode, regime) outcome."""
+
+    regime: str
+    category: str
+    correct: float | None = None
+    chance: float | None = None
+    em: float | None = None
+    f1: float | None = None
+    swap_follow: float | None = None
+    swap_base: float | None = None
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+def _swapped_history(ep: Any) -> tuple[list[dict[str, str]], str] | None:
+    swap = (ep.meta or {}).get("swap")
+    if not swap or not ep.candidates:
+        return None
+    history = [dict(m) for m in ep.history]
+    history[swap["turn"]]["content"] = swap["content"]
+    return history, swap["value"]
+
+
+def _predict(dm: DeltaMemModel, tok: Any, prompt: Any, ep: Any, state: Any) -> str:
+    _, mean = score_candidates(dm, tok, prompt, ep.candidates, state)
+    return ep.candidates[int(torch.argmax(mean))]
+
+
+def evaluate_episode(dm: DeltaMemModel, tok: Any, ep: Any, opts: EvalOptions) -> list[Row]:
+    needs_memory = any(r in MEMORY_REGIMES for r in opts.regimes)
+    state = write_history(dm, tok, ep.history, budget_tokens=opts.budget_tokens) \
+        if needs_memory else None
+    swapped = _swapped_history(ep) if opts.swap and needs_memory else None
+    swap_state = write_history(dm, tok, swapped[0], budget_tokens=opts.budget_tokens) \
+        if swapped else None
+    rows = []
+    for regime in opts.regimes:
+        prompt = read_prompt(regime, ep.history, ep.question, window=opts.window, bm25_k=opts.bm25_k)
+        row = Row(regime, ep.category or "all")
+        if ep.candidates:
+            pred = _predict(dm, tok, prompt, ep, state)
+            row.correct, row.chance = float(pred == ep.answer), 1 / len(ep.candidates)
+            if swapped and regime in MEMORY_REGIMES:
+                row.swap_follow = float(_predict(dm, tok, prompt, ep, swap_state) == swapped[1])
+                row.swap_base = float(pred == swapped[1])
+        if opts.generate:
+            text = generate_answer(dm, tok, prompt, state, opts.max_new_tokens)
+            row.em, row.f1 = exact_match(text, ep.answer), f1_score(text, ep.answer)
+            row.extra["generated"] = text
+        rows.append(row)
+    return rows
+
+
+def _ci(values: list[float]) -> dict[str, float] | None:
+    if not values:
+        return None
+    mean, lo, hi = bootstrap_ci(values, seed=0)
+    return {"mean": mean, "lo": lo, "hi": hi}
+
+
+def summarize(rows: list[Row]) -> dict[str, Any]:
+    """Per regime (and per category inside it): means with 95 % bootstrap intervals."""
+    out: dict[str, Any] = {}
+    by_regime: dict[str, list[Row]] = defaultdict(list)
+    for r in rows:
+        by_regime[r.regime].append(r)
+    for regime, rs in by_regime.items():
+        out[regime] = _group(rs)
+        cats: dict[str, list[Row]] = defaultdict(list)
+        for r in rs:
+            cats[r.category].append(r)
+        out[regime]["categories"] = {c: _group(v) for c, v in sorted(cats.items())}
+    return out
+
+
+def _group(rs: list[Row]) -> dict[str, Any]:
+    pick = lambda attr: [getattr(r, attr) for r in rs if getattr(r, attr) is not None]  # noqa: E731
+    chance = pick("chance")
+    return {"n": len(rs), "mc_acc": _ci(pick("correct")),
+            "chance": sum(chance) / len(chance) if chance else None,
+            "em": _ci(pick("em")), "f1": _ci(pick("f1")),
+            "swap_follow": _ci(pick("swap_follow")), "swap_baseline": _ci(pick("swap_base")),
+            "n_swap": len(pick("swap_follow"))}
+
+
+def evaluate(dm: DeltaMemModel, tok: Any, episodes: list[Any], opts: EvalOptions,
+             progress: bool = True) -> tuple[dict[str, Any], list[Row]]:
+    random.seed(0)
+    rows: list[Row] = []
+    for ep in tqdm(episodes, desc="eval", disable=not progress):
+        rows.extend(evaluate_episode(dm, tok, ep, opts))
+    return summarize(rows), rows

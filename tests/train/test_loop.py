@@ -1,0 +1,89 @@
+"""Training: a step lowers the loss and touches only δ-mem; resume equals an uninterrupted run."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import torch
+from safetensors.torch import load_file
+
+from agentmem.backbones import load_backbone
+from agentmem.config import DeltaMemConfig
+from agentmem.data.episodes import Episode, write_jsonl
+from agentmem.inject import attach_delta_mem
+from agentmem.protocol import answer_loss, read_prompt, write_histories_grad
+from agentmem.train import TrainConfig, train
+from agentmem.train.loop import lr_at, train_step
+
+NAMES = ["Marisol", "Rex", "Porto", "Tobias", "Ingrid", "Kenji"]
+
+
+def episodes(n: int = 6) -> list[Episode]:
+    out = []
+    for i in range(n):
+        name = NAMES[i % len(NAMES)]
+        history = [{"role": "user", "content": f"My sister is called {name}."},
+                   {"role": "assistant", "content": "Got it."},
+                   {"role": "user", "content": "The weather is nice today."},
+                   {"role": "assistant", "content": "Noted."}]
+        out.append(Episode(id=f"e{i}", history=history, question="What is my sister's name?",
+                           answer=name, candidates=NAMES, category="single"))
+    return out
+
+
+@pytest.mark.parametrize("write_mode", ["message", "token"])
+def test_one_step_lowers_loss_and_changes_only_delta_mem(chat_backbone, write_mode):
+    torch.manual_seed(0)
+    model, tok = load_backbone(str(chat_backbone))
+    frozen = {n: p.detach().clone() for n, p in model.named_parameters()}
+    dm = attach_delta_mem(model, DeltaMemConfig(write_mode=write_mode))
+    before = {n: p.detach().clone() for n, p in dm.adapter_state_dict().items()}
+    cfg = TrainConfig(data=[], out="", steps=10, batch_size=4, lr=1e-2, warmup=0.0,
+                      context_views=0.0)
+    eps = episodes()
+    opt = torch.optim.AdamW(list(dm.parameters()), lr=cfg.lr, weight_decay=0.0)
+
+    def fixed_batch_loss() -> float:  # the batch train_step(step=0) draws
+        import random
+        rng = random.Random(0)
+        batch = [eps[rng.randrange(len(eps))] for _ in range(cfg.batch_size)]
+        with torch.no_grad():
+            state, _ = write_histories_grad(dm, tok, [e.history for e in batch])
+            prompts = [read_prompt("memory-only", e.history, e.question) for e in batch]
+            return answer_loss(dm, tok, prompts, [e.answer for e in batch], state).mean().item()
+
+    loss0 = fixed_batch_loss()
+    row = train_step(dm, tok, eps, 0, cfg, opt)
+    assert abs(row["ce_memory_only"] - loss0) < 1e-4
+    assert fixed_batch_loss() < loss0
+    changed = [n for n, p in dm.adapter_state_dict().items() if not torch.equal(p, before[n])]
+    assert len(changed) == len(before)  # every δ-mem tensor got a gradient step
+    for name, p in model.named_parameters():
+        if "delta_mem" not in name:
+            assert torch.equal(p, frozen[name.replace(".base_layer", "")]), name
+
+
+def test_resume_reproduces_uninterrupted_run(chat_backbone, tmp_path):
+    data = tmp_path / "train.jsonl"
+    write_jsonl(data, episodes())
+    common = dict(data=[str(data)], backbone=str(chat_backbone), steps=4, batch_size=2, lr=5e-3,
+                  save_every=2, context_views=0.5)
+    whole = train(TrainConfig(out=str(tmp_path / "a"), **common))
+    train(TrainConfig(out=str(tmp_path / "b"), stop_after=2, **common))  # first sitting
+    resumed = train(TrainConfig(out=str(tmp_path / "b"), **common))  # resumes at step 2
+    a = load_file(str(whole / "delta_mem_adapter.safetensors"))
+    b = load_file(str(resumed / "delta_mem_adapter.safetensors"))
+    assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+    log = [json.loads(r) for r in (tmp_path / "b" / "train_log.jsonl").read_text().splitlines()]
+    assert [r["step"] for r in log] == [1, 2, 3, 4]
+    assert (tmp_path / "b" / "loss.png").stat().st_size > 0
+    card = (resumed / "README.md").read_text()
+    assert "steps: 4" in card and "train.jsonl" in card
+
+
+def test_schedule_warms_up_then_decays():
+    cfg = TrainConfig(data=[], out="", steps=100, lr=1.0, warmup=0.1)
+    lrs = [lr_at(s, cfg) for s in range(100)]
+    assert lrs[0] == pytest.approx(0.1) and lrs[9] == pytest.approx(1.0)
+    assert all(a >= b for a, b in zip(lrs[9:], lrs[10:], strict=False)) and lrs[-1] < 0.01
