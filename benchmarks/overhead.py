@@ -1,0 +1,107 @@
+"""δ-mem overhead on the default backbone (fp32, CPU): decode, write passes, and the scan.
+
+Prints a table and, as its last line, JSON with decode_ratio, write_ratio_512, write_ratio_2048
+and scan_speedup_2048. Frozen and δ-mem runs are interleaved so both sides see the same machine
+load; ratios use the minimum over repeats (load on a shared machine only ever adds time, so the
+minimum is the best estimate of the uncontended cost); medians are printed beside them.
+Usage: python benchmarks/overhead.py [--threads 2] [--repeats 7]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import time
+
+import torch
+
+from agentmem.backbones import load_backbone
+from agentmem.inject import attach_delta_mem
+from agentmem.ops import delta_rule_chunked, delta_rule_reference
+
+
+def timed(fn) -> float:
+    t = time.perf_counter()
+    fn()
+    return time.perf_counter() - t
+
+
+def paired(frozen, mem, repeats: int) -> tuple[float, float, float, float]:
+    """(min frozen, min δ-mem, median frozen, median δ-mem) of interleaved timings."""
+    frozen(), mem()  # warm-up
+    a, b = [], []
+    for _ in range(repeats):
+        a.append(timed(frozen))
+        b.append(timed(mem))
+    return min(a), min(b), statistics.median(a), statistics.median(b)
+
+
+@torch.no_grad()
+def decode_times(frozen, dm, repeats: int) -> tuple[float, ...]:
+    prompt = torch.randint(100, 40000, (1, 128), generator=torch.Generator().manual_seed(0))
+    kw = dict(max_new_tokens=64, min_new_tokens=64, do_sample=False, pad_token_id=0)
+    with dm.memory(write=True) as c:  # give the memory something to read
+        dm.model.get_decoder()(prompt)
+    state = dm.to_state(c)
+
+    def run_mem():
+        with dm.memory(state, write=True):  # TSW writes on during decode
+            dm.model.generate(prompt, **kw)
+
+    return paired(lambda: frozen.generate(prompt, **kw), run_mem, repeats)
+
+
+@torch.no_grad()
+def write_times(frozen, dm, T: int, repeats: int) -> tuple[float, ...]:
+    ids = torch.randint(100, 40000, (1, T), generator=torch.Generator().manual_seed(T))
+
+    def run_mem():
+        with dm.memory(write=True):
+            dm.model.get_decoder()(ids, use_cache=False)
+
+    return paired(lambda: frozen.get_decoder()(ids, use_cache=False), run_mem, repeats)
+
+
+@torch.no_grad()
+def scan_times(repeats: int) -> tuple[float, ...]:
+    g = torch.Generator().manual_seed(0)
+    q, k = (torch.nn.functional.normalize(torch.randn(1, 2048, 1, 8, generator=g), dim=-1)
+            for _ in range(2))
+    v, beta = torch.randn(1, 2048, 1, 8, generator=g), torch.rand(1, 2048, 1, 8, generator=g)
+    S0 = torch.zeros(1, 1, 8, 8)
+    return paired(lambda: delta_rule_reference(q, k, v, beta, S0),
+                  lambda: delta_rule_chunked(q, k, v, beta, S0), repeats)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--repeats", type=int, default=7)
+    args = parser.parse_args()
+    torch.set_num_threads(args.threads)
+    frozen, _ = load_backbone()
+    model, _ = load_backbone()
+    dm = attach_delta_mem(model)
+    rows = {}
+    rows["decode 64 tok after 128"] = decode_times(frozen, dm, args.repeats)
+    for T in (512, 2048):
+        rows[f"write pass {T} tok"] = write_times(frozen, dm, T, args.repeats)
+    ref, fast = scan_times(args.repeats)[:2]
+    print(f"{'measure (min / median s)':28s} {'frozen':>15s} {'δ-mem':>15s} {'ratio':>7s}")
+    for name, (a, b, ma, mb) in rows.items():
+        print(f"{name:28s} {a:7.3f}/{ma:7.3f} {b:7.3f}/{mb:7.3f} {b / a:7.3f}")
+    print(f"{'scan 2048 (ref / fast)':28s} {ref:15.4f} {fast:15.4f} {ref / fast:6.1f}x")
+    ratio = {name: v[1] / v[0] for name, v in rows.items()}
+    result = {
+        "decode_ratio": round(ratio["decode 64 tok after 128"], 4),
+        "write_ratio_512": round(ratio["write pass 512 tok"], 4),
+        "write_ratio_2048": round(ratio["write pass 2048 tok"], 4),
+        "scan_speedup_2048": round(ref / fast, 2),
+        "threads": args.threads, "repeats": args.repeats,
+    }
+    print(json.dumps(result))
+
+
+if __name__ == "__main__":
+    main()
