@@ -77,7 +77,8 @@ def _eval(args: argparse.Namespace) -> int:
     dm, tok = _load_model(args.backbone, args.adapter)
     opts = EvalOptions(regimes=args.regimes.split(","), window=args.window,
                        budget_tokens=args.budget_tokens, generate=not args.no_generate,
-                       max_new_tokens=args.max_new_tokens, swap=not args.no_swap)
+                       max_new_tokens=args.max_new_tokens, swap=not args.no_swap,
+                       gen_limit=args.gen_limit, prompt_tokens=args.prompt_tokens)
     summary, rows = evaluate(dm, tok, episodes, opts)
     meta = {"command": "agentmem " + " ".join(sys.argv[1:]), "episodes": len(episodes),
             "adapter": str(args.adapter), "adapter_fingerprint": dm.fingerprint(),
@@ -154,6 +155,10 @@ def _add_eval(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--max-new-tokens", type=int, default=32)
     p.add_argument("--no-generate", action="store_true", help="skip generated EM/F1")
     p.add_argument("--no-swap", action="store_true", help="skip the swap test")
+    p.add_argument("--prompt-tokens", type=int, default=3072,
+                   help="cut shown history from the front beyond this many prompt tokens")
+    p.add_argument("--gen-limit", type=int, default=None,
+                   help="generate (EM/F1) for the first N episodes only")
     p.add_argument("--out", default="eval_out")
     p.set_defaults(func=_eval)
 

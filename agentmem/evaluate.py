@@ -19,13 +19,14 @@ import torch
 from tqdm import tqdm
 
 from agentmem.inject import DeltaMemModel
-from agentmem.metrics import bootstrap_ci, exact_match, f1_score
+from agentmem.metrics import bootstrap_ci, exact_match, locomo_score, token_f1
 from agentmem.protocol import (
     MEMORY_REGIMES,
+    HistoryWriter,
+    fit_prompt,
     generate_answer,
     read_prompt,
     score_candidates,
-    write_history,
 )
 
 
@@ -38,6 +39,8 @@ class EvalOptions:
     generate: bool = True
     max_new_tokens: int = 32
     swap: bool = True
+    gen_limit: int | None = None  # generate (EM/F1) for the first N episodes only
+    prompt_tokens: int = 3072  # shown history is cut from the front beyond this
 
 
 @dataclass
@@ -69,16 +72,16 @@ def _predict(dm: DeltaMemModel, tok: Any, prompt: Any, ep: Any, state: Any) -> s
     return ep.candidates[int(torch.argmax(mean))]
 
 
-def evaluate_episode(dm: DeltaMemModel, tok: Any, ep: Any, opts: EvalOptions) -> list[Row]:
+def evaluate_episode(dm: DeltaMemModel, tok: Any, ep: Any, opts: EvalOptions,
+                     writer: HistoryWriter, generate: bool = True) -> list[Row]:
     needs_memory = any(r in MEMORY_REGIMES for r in opts.regimes)
-    state = write_history(dm, tok, ep.history, budget_tokens=opts.budget_tokens) \
-        if needs_memory else None
+    state = writer(ep.history) if needs_memory else None
     swapped = _swapped_history(ep) if opts.swap and needs_memory else None
-    swap_state = write_history(dm, tok, swapped[0], budget_tokens=opts.budget_tokens) \
-        if swapped else None
+    swap_state = writer(swapped[0]) if swapped else None
     rows = []
     for regime in opts.regimes:
-        prompt = read_prompt(regime, ep.history, ep.question, window=opts.window, bm25_k=opts.bm25_k)
+        prompt = fit_prompt(tok, read_prompt(regime, ep.history, ep.question, window=opts.window,
+                                             bm25_k=opts.bm25_k), opts.prompt_tokens)
         row = Row(regime, ep.category or "all")
         if ep.candidates:
             pred = _predict(dm, tok, prompt, ep, state)
@@ -86,9 +89,11 @@ def evaluate_episode(dm: DeltaMemModel, tok: Any, ep: Any, opts: EvalOptions) ->
             if swapped and regime in MEMORY_REGIMES:
                 row.swap_follow = float(_predict(dm, tok, prompt, ep, swap_state) == swapped[1])
                 row.swap_base = float(pred == swapped[1])
-        if opts.generate:
+        if opts.generate and generate:
             text = generate_answer(dm, tok, prompt, state, opts.max_new_tokens)
-            row.em, row.f1 = exact_match(text, ep.answer), f1_score(text, ep.answer)
+            cat = (ep.meta or {}).get("locomo_category")
+            row.em = float(exact_match(text, ep.answer))
+            row.f1 = locomo_score(text, ep.answer, cat) if cat else token_f1(text, ep.answer)
             row.extra["generated"] = text
         rows.append(row)
     return rows
@@ -130,6 +135,8 @@ def evaluate(dm: DeltaMemModel, tok: Any, episodes: list[Any], opts: EvalOptions
              progress: bool = True) -> tuple[dict[str, Any], list[Row]]:
     random.seed(0)
     rows: list[Row] = []
-    for ep in tqdm(episodes, desc="eval", disable=not progress):
-        rows.extend(evaluate_episode(dm, tok, ep, opts))
+    writer = HistoryWriter(dm, tok, opts.budget_tokens)
+    for i, ep in enumerate(tqdm(episodes, desc="eval", disable=not progress)):
+        gen = opts.gen_limit is None or i < opts.gen_limit
+        rows.extend(evaluate_episode(dm, tok, ep, opts, writer, generate=gen))
     return summarize(rows), rows

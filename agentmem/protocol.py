@@ -6,6 +6,8 @@ An episode is anything with ``history`` (chat messages), ``question`` and ``answ
 
 from __future__ import annotations
 
+import hashlib
+import json
 from dataclasses import dataclass
 from typing import Any
 
@@ -117,6 +119,34 @@ def _replayed_write(dm: DeltaMemModel, ids: Tensor, attn: Tensor,
     return new, torch.stack(betas)
 
 
+class HistoryWriter:
+    """`write_history` with a prefix cache: histories that extend an already written one (bAbI
+    questions of one story, LoCoMo questions of one conversation) only write the new turns."""
+
+    def __init__(self, dm: DeltaMemModel, tokenizer: Any, budget_tokens: int | None = None,
+                 max_entries: int = 20_000) -> None:
+        self.dm, self.tokenizer, self.budget = dm, tokenizer, budget_tokens
+        self.max_entries = max_entries
+        self._cache: dict[str, MemoryState] = {}
+
+    def __call__(self, history: list[Message]) -> MemoryState:
+        encoded = encode_turns(self.tokenizer, history)
+        if self.budget is not None and sum(len(e.input_ids) for e in encoded) > self.budget:
+            return write_history(self.dm, self.tokenizer, history, budget_tokens=self.budget)
+        keys, key = [], ""
+        for turn in turns_of(history):
+            key = hashlib.sha256((key + json.dumps(turn, sort_keys=True)).encode()).hexdigest()
+            keys.append(key)
+        done = next((k for k in range(len(keys), 0, -1) if keys[k - 1] in self._cache), 0)
+        state = self._cache[keys[done - 1]] if done else self.dm.new_state()
+        for k in range(done, len(encoded)):
+            ids = torch.tensor([encoded[k].input_ids])
+            state = write_tokens(self.dm, ids, state, spans=[encoded[k].spans])
+            if len(self._cache) < self.max_entries:
+                self._cache[keys[k]] = state
+        return state
+
+
 @dataclass(frozen=True)
 class ReadPrompt:
     messages: list[Message]
@@ -138,6 +168,15 @@ def read_prompt(regime: str, history: list[Message], question: str, *, window: i
     else:
         shown = bm25_turns(history, question, bm25_k)
     return ReadPrompt(shown + ask, regime in MEMORY_REGIMES)
+
+
+def fit_prompt(tokenizer: Any, prompt: ReadPrompt, max_tokens: int) -> ReadPrompt:
+    """Drop the oldest shown messages until the rendered prompt fits ``max_tokens``."""
+    messages = list(prompt.messages)
+    while len(messages) > 1 and len(tokenizer.apply_chat_template(
+            messages, tokenize=True, add_generation_prompt=True, return_dict=False)) > max_tokens:
+        messages.pop(0)
+    return ReadPrompt(messages, prompt.uses_memory)
 
 
 def bm25_turns(history: list[Message], question: str, k: int) -> list[Message]:
@@ -175,17 +214,51 @@ def _reply_batch(tokenizer: Any, pairs: list[tuple[list[Message], str]]
     return ids, attn, tmask
 
 
-def _token_logprobs(dm: DeltaMemModel, ids: Tensor, attn: Tensor, state: MemoryState | None
-                    ) -> Tensor:
-    """log p(token_t | tokens_<t) for t ≥ 1, [B, T] (column 0 is 0)."""
-    device = dm.model.device
-    B = ids.shape[0]
-    rows = MemoryState.stack([state] * B) if state is not None and state.batch_size != B else state
-    with dm.memory(rows, batch_size=B):
-        logits = dm.model(input_ids=ids.to(device), attention_mask=attn.to(device)).logits
-    logp = F.log_softmax(logits[:, :-1].float(), dim=-1)
-    out = logp.gather(-1, ids[:, 1:].to(device).unsqueeze(-1)).squeeze(-1)
-    return F.pad(out, (1, 0))
+def _rows(state: MemoryState | None, B: int) -> MemoryState | None:
+    return MemoryState.stack([state] * B) if state is not None and state.batch_size != B else state
+
+
+def _target_logprobs(dm: DeltaMemModel, hidden: Tensor, ids: Tensor, tmask: Tensor) -> Tensor:
+    """log p of every target token, [B, T] (0 elsewhere); the LM head runs on targets only."""
+    prev = torch.zeros_like(tmask)
+    prev[:, :-1] = tmask[:, 1:]  # position t-1 predicts target t
+    logits = dm.model.get_output_embeddings()(hidden[prev.to(hidden.device)]).float()
+    picked = F.log_softmax(logits, -1).gather(-1, ids[tmask].to(logits.device)[:, None])[:, 0]
+    out = torch.zeros(tmask.shape, dtype=picked.dtype, device=picked.device)
+    out[tmask.to(picked.device)] = picked
+    return out
+
+
+def _token_logprobs(dm: DeltaMemModel, ids: Tensor, attn: Tensor, tmask: Tensor,
+                    state: MemoryState | None) -> Tensor:
+    """log p of the target tokens under a read pass (writes off), [B, T]."""
+    device, B = dm.model.device, ids.shape[0]
+    with dm.memory(_rows(state, B), batch_size=B):
+        hidden = dm.model.get_decoder()(input_ids=ids.to(device), attention_mask=attn.to(device),
+                                        use_cache=False).last_hidden_state
+    return _target_logprobs(dm, hidden, ids, tmask)
+
+
+def _shared_prefix_logprobs(dm: DeltaMemModel, ids: Tensor, attn: Tensor, tmask: Tensor,
+                            state: MemoryState | None) -> Tensor:
+    """`_token_logprobs` for rows sharing a long prompt: the prompt runs once, its KV cache is
+    repeated for the rows' differing suffixes."""
+    P = int(torch.nonzero((ids != ids[:1]).any(0) | (attn == 0).any(0))[0]) \
+        if bool(((ids != ids[:1]) | (attn == 0)).any()) else ids.shape[1] - 1
+    P = min(P, int(tmask.float().argmax(1).min()))  # every target stays in the suffix
+    if P < 16:
+        return _token_logprobs(dm, ids, attn, tmask, state)
+    device, B = dm.model.device, ids.shape[0]
+    decoder = dm.model.get_decoder()
+    with dm.memory(_rows(state, 1)):
+        head = decoder(input_ids=ids[:1, :P].to(device), use_cache=True)
+    cache = head.past_key_values
+    cache.batch_repeat_interleave(B)
+    with dm.memory(_rows(state, B), batch_size=B):
+        tail = decoder(input_ids=ids[:, P:].to(device), attention_mask=attn.to(device),
+                       cache=cache, use_cache=True).last_hidden_state
+    hidden = torch.cat((head.last_hidden_state.expand(B, -1, -1), tail), dim=1)
+    return _target_logprobs(dm, hidden, ids, tmask)
 
 
 @torch.no_grad()
@@ -193,7 +266,7 @@ def score_candidates(dm: DeltaMemModel, tokenizer: Any, prompt: ReadPrompt, cand
                      state: MemoryState | None) -> tuple[Tensor, Tensor]:
     """Sum and per-token-mean log-likelihood of each candidate as the assistant's reply."""
     ids, attn, tmask = _reply_batch(tokenizer, [(prompt.messages, c) for c in candidates])
-    logp = _token_logprobs(dm, ids, attn, state if prompt.uses_memory else None)
+    logp = _shared_prefix_logprobs(dm, ids, attn, tmask, state if prompt.uses_memory else None)
     total = (logp * tmask.to(logp)).sum(-1)
     return total, total / tmask.sum(-1).to(logp)
 
@@ -210,7 +283,7 @@ def answer_loss(dm: DeltaMemModel, tokenizer: Any, prompts: list[ReadPrompt], an
         state = MemoryState(state.tensors * keep.view(-1, 1, 1, 1, 1), state.tokens_written,
                             state.layer_indices, state.adapter_fingerprint, state.backbone_id,
                             state.config)
-    logp = _token_logprobs(dm, ids, attn, state)
+    logp = _token_logprobs(dm, ids, attn, tmask, state)
     m = tmask.to(logp)
     return -(logp * m).sum(-1) / m.sum(-1)
 

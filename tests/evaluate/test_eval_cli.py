@@ -1,0 +1,104 @@
+"""`agentmem eval` end to end on a tiny backbone, every regime, plus scoring and prompts."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import torch
+
+from agentmem.backbones import load_backbone
+from agentmem.cli import main
+from agentmem.data.episodes import Episode, write_jsonl
+from agentmem.inject import attach_delta_mem
+from agentmem.protocol import (
+    REGIMES,
+    HistoryWriter,
+    ReadPrompt,
+    read_prompt,
+    score_candidates,
+    write_history,
+)
+
+NAMES = ["Marisol", "Rex", "Porto", "Tobias"]
+
+
+def episode(i: int, name: str) -> Episode:
+    other = NAMES[(NAMES.index(name) + 1) % len(NAMES)]
+    history = [{"role": "user", "content": "The weather is nice today."},
+               {"role": "assistant", "content": "Noted."},
+               {"role": "user", "content": f"My sister is called {name}."},
+               {"role": "assistant", "content": "Got it."}]
+    return Episode(id=f"e{i}", history=history, question="What is my sister's name?", answer=name,
+                   candidates=NAMES, category="single" if i % 2 else "update",
+                   meta={"fact_turn": 2, "swap": {"turn": 2, "value": other,
+                                                  "content": f"My sister is called {other}."}})
+
+
+def test_eval_every_regime_end_to_end(chat_backbone, tmp_path, capsys):
+    data = tmp_path / "eps.jsonl"
+    write_jsonl(data, [episode(i, n) for i, n in enumerate(NAMES)])
+    out = tmp_path / "out"
+    assert main(["eval", "--data", str(data), "--backbone", str(chat_backbone), "--adapter", "none",
+                 "--regimes", ",".join(REGIMES), "--out", str(out), "--max-new-tokens", "4",
+                 "--window", "2"]) == 0
+    last = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert set(last) == set(REGIMES) and all(v["n"] == 4 for v in last.values())
+    assert all(0 <= v["mc_acc"] <= 1 and 0 <= v["f1"] <= 1 for v in last.values())
+    results = json.loads((out / "results.json").read_text())
+    mem = results["summary"]["memory-only"]
+    assert mem["n_swap"] == 4 and mem["swap_follow"] is not None and mem["chance"] == 0.25
+    assert set(mem["categories"]) == {"single", "update"}
+    assert results["summary"]["window"]["swap_follow"] is None  # swap test: memory regimes only
+    assert (out / "chart.png").stat().st_size > 0 and "| memory-only |" in (out / "results.md").read_text()
+
+
+def test_candidate_scoring_prefers_the_copied_value(chat_backbone):
+    """A likelihood we can compute by hand: scoring equals the summed token log-probs."""
+    torch.manual_seed(0)
+    model, tok = load_backbone(str(chat_backbone))
+    dm = attach_delta_mem(model)
+    prompt = ReadPrompt([{"role": "user", "content": "What is my sister's name?"}], False)
+    total, mean = score_candidates(dm, tok, prompt, ["Marisol", "Rex"], None)
+    for cand, t in zip(["Marisol", "Rex"], total.tolist(), strict=True):
+        text = tok.apply_chat_template(prompt.messages + [{"role": "assistant", "content": cand}],
+                                       tokenize=False)
+        ids = tok(text, add_special_tokens=False, return_tensors="pt")["input_ids"]
+        head = tok(tok.apply_chat_template(prompt.messages, tokenize=False,
+                                           add_generation_prompt=True),
+                   add_special_tokens=False)["input_ids"]
+        n = len(tok(cand, add_special_tokens=False)["input_ids"]) + 1  # + end-of-turn marker
+        with torch.no_grad():
+            logp = torch.log_softmax(model(ids).logits[0, :-1], -1)
+        want = sum(logp[p - 1, ids[0, p]].item() for p in range(len(head), len(head) + n))
+        assert t == pytest.approx(want, abs=1e-3)
+    assert mean[0] == pytest.approx(total[0] / (len(tok("Marisol", add_special_tokens=False)["input_ids"]) + 1))
+
+
+def test_regime_prompts():
+    hist = [{"role": "user", "content": f"u{i}"} if i % 2 == 0 else
+            {"role": "assistant", "content": f"a{i}"} for i in range(8)]
+    assert read_prompt("no-memory", hist, "q?").messages == [{"role": "user", "content": "q?"}]
+    assert read_prompt("memory+window", hist, "q?", window=2).messages[:-1] == hist[-2:]
+    assert read_prompt("full-context", hist, "q?").messages[:-1] == hist
+    assert read_prompt("memory-only", hist, "q?").uses_memory
+    assert not read_prompt("bm25", hist, "q?").uses_memory
+    assert read_prompt("bm25", hist, "u4 a5", bm25_k=1).messages[:-1] == hist[4:6]
+    with pytest.raises(ValueError, match="regime"):
+        read_prompt("telepathy", hist, "q?")
+
+
+def test_history_writer_prefix_cache_equals_fresh_writes(chat_backbone):
+    torch.manual_seed(0)
+    model, tok = load_backbone(str(chat_backbone))
+    dm = attach_delta_mem(model)
+    long = episode(0, "Rex").history + [{"role": "user", "content": "My dog is Rex."},
+                                        {"role": "assistant", "content": "Nice."}]
+    writer = HistoryWriter(dm, tok)
+    first = writer(long[:4])
+    assert len(writer._cache) == 2
+    cached = writer(long)
+    assert len(writer._cache) == 3  # only the new turn was written
+    fresh = write_history(dm, tok, long)
+    assert torch.allclose(cached.tensors, fresh.tensors, atol=1e-6)
+    assert cached.tokens_written.item() == fresh.tokens_written.item() > first.tokens_written.item()
