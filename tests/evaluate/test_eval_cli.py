@@ -72,7 +72,8 @@ def test_candidate_scoring_prefers_the_copied_value(chat_backbone):
             logp = torch.log_softmax(model(ids).logits[0, :-1], -1)
         want = sum(logp[p - 1, ids[0, p]].item() for p in range(len(head), len(head) + n))
         assert t == pytest.approx(want, abs=1e-3)
-    assert mean[0] == pytest.approx(total[0] / (len(tok("Marisol", add_special_tokens=False)["input_ids"]) + 1))
+    n_marisol = len(tok("Marisol", add_special_tokens=False)["input_ids"]) + 1
+    assert mean[0] == pytest.approx(total[0] / n_marisol)
 
 
 def test_regime_prompts():
