@@ -33,3 +33,31 @@ class AdapterError(AgentMemError, ValueError):
 
 class BackboneError(AgentMemError, ValueError):
     """A backbone name or folder that cannot be resolved offline."""
+
+
+class EmptyConversationError(AgentMemError, ValueError):
+    """A call with no messages at all."""
+
+
+class UnknownRoleError(AgentMemError, ValueError):
+    """A message role the chat model does not know (user, assistant, system and tool are known)."""
+
+
+class UnsupportedContentError(AgentMemError, ValueError):
+    """Message content the backbone cannot take (images, audio, files: the backbones are text only)."""
+
+
+class InputTooLongError(AgentMemError, ValueError):
+    """A read or write pass that would not fit the backbone's context; nothing was written."""
+
+
+class ToolCallingNotSupportedError(AgentMemError, NotImplementedError):
+    """Tools were bound but the backbone's chat template has no tool support."""
+
+
+class MemoryConflictError(AgentMemError):
+    """A memory record changed between load and save (another writer saved first)."""
+
+
+class MissingMemoryKeyError(AgentMemError, ValueError):
+    """A memory operation without ``configurable.thread_id`` / ``configurable.agent_id``."""
