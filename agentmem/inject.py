@@ -68,7 +68,7 @@ class DeltaMemModel:
         self.check_state(state)
         device = self._device()
         tensors = state.tensors.to(device)
-        cache = MemoryCache({i: tensors[:, j] for j, i in enumerate(self.layer_indices)},
+        cache = MemoryCache({i: tensors[:, j].contiguous() for j, i in enumerate(self.layer_indices)},
                             state.tokens_written, self.config.write_mode if write else "off",
                             write_mask=attention_mask, spans=spans, record=record)
         token = self.runtime.set(cache)
