@@ -1,0 +1,23 @@
+"""Typed errors of the LangGraph layer (all derive from :class:`agentmem.errors.AgentMemError`)."""
+
+from __future__ import annotations
+
+from agentmem.errors import AgentMemError
+
+__all__ = ["MemoryBranchError", "MissingContextError", "TurnRejectedError"]
+
+
+class TurnRejectedError(AgentMemError, ValueError):
+    """A user turn the graph will not take (empty, oversized, or not a user message).
+
+    The rejected message is removed from the thread before this is raised, so the thread stays as
+    it was and the next turn proceeds normally.
+    """
+
+
+class MissingContextError(AgentMemError, TypeError):
+    """A graph was invoked without ``context=MemoryContext(...)`` (and no default was built in)."""
+
+
+class MemoryBranchError(AgentMemError, LookupError):
+    """The memory checkpoint a graph state points at no longer exists (pruned or deleted)."""
