@@ -9,10 +9,13 @@ Usage: ``python benchmarks/turns.py [--turns 50] [--window 4] [--new-tokens 32] 
 - frozen: the same backbone without δ-mem answers from the whole conversation so far (the prompt
   grows every turn; no cache is kept between turns, as with a stateless chat API).
 
-Each user turn is about 40 tokens; answers are greedy, at most ``--new-tokens`` tokens. The two
-arms alternate turn by turn, so both see the same machine load. Because one turn's latency on a
-shared machine is noisy, "turn k" below is the median of turns k-4..k (k = 5: turns 3..7).
-Writes ``benchmarks/results/turns.{json,md,png}`` and prints one JSON line last, with
+Each user turn is 44-48 tokens (the issue asks for ≈40); answers are greedy, at most
+``--new-tokens`` tokens. The two arms alternate turn by turn, so both see the same machine load.
+Because one turn's latency on a shared machine is noisy, "turn k" below is the median of turns
+k-4..k (k = 5: turns 3..7).
+On a machine whose cores are shared with other work, pass ``--threads 1``: two OpenMP threads
+that wait on a busy core can make a turn ten times slower. Writes
+``benchmarks/results/turns.{json,md,png}`` and prints one JSON line last, with
 ``turn50_ratio`` (δ-mem ÷ frozen latency at the last turn; target ≤ 0.25) and ``flatness``
 (δ-mem last turn ÷ turn 5; target ≤ 1.2).
 """
@@ -117,6 +120,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         mem.graph.checkpointer.delete_thread("bench")
         mem.ctx.repository.delete_thread("assistant", "bench")
         frozen.history = []
+        user_tokens = statistics.mean(len(frozen.tok(t)["input_ids"]) for t in texts)
         for i, text in enumerate(texts):
             rows["delta_mem"].append(mem.turn(text))
             rows["frozen"].append(frozen.turn(text))
@@ -124,7 +128,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
                   f"({rows['delta_mem'][-1][1]} prompt tok), frozen {rows['frozen'][-1][0]:.2f} s "
                   f"({rows['frozen'][-1][1]} prompt tok)", flush=True)
         mem.close()
-    return summarize(args, rows)
+    return {**summarize(args, rows), "user_tokens_per_turn": round(user_tokens, 1)}
 
 
 def summarize(args: argparse.Namespace, rows: dict[str, list[tuple[float, int, int]]]) -> dict[str, Any]:
@@ -142,7 +146,7 @@ def summarize(args: argparse.Namespace, rows: dict[str, list[tuple[float, int, i
         "prompt_tokens_last": {k: v[-1][1] for k, v in rows.items()},
         "seconds": {k: [round(s, 4) for s in v] for k, v in sec.items()},
         "threads": args.threads, "torch": torch.__version__, "machine": platform.processor() or
-        platform.machine(), "user_tokens_per_turn": "≈40", "backbone": DEFAULT_BACKBONE,
+        platform.machine(), "backbone": DEFAULT_BACKBONE,
     }
 
 
@@ -160,7 +164,8 @@ def write_outputs(result: dict[str, Any]) -> None:
     ax.plot(turns, result["seconds"]["delta_mem"], label=f"δ-mem, window {result['window']}",
             color="tab:blue")
     ax.set(xlabel="turn", ylabel="latency per turn (s)", ylim=(0, None),
-           title=f"{result['backbone']}, CPU, {result['new_tokens']} new tokens per answer")
+           title=f"{result['backbone']}, CPU ({result['threads']} thread(s)), "
+                 f"{result['new_tokens']} new tokens per answer")
     ax.legend()
     fig.tight_layout()
     fig.savefig(RESULTS / "turns.png", dpi=110)
@@ -170,7 +175,8 @@ def write_outputs(result: dict[str, Any]) -> None:
             lines.append(f"| {k} | {result['seconds']['delta_mem'][k - 1]:.2f} | "
                          f"{result['seconds']['frozen'][k - 1]:.2f} |")
     lines.append(f"\nturn50_ratio {result['turn50_ratio']} (target ≤ 0.25), flatness "
-                 f"{result['flatness']} (target ≤ 1.2); medians of 5 turns, see benchmarks/turns.py")
+                 f"{result['flatness']} (target ≤ 1.2); medians of 5 turns, see benchmarks/turns.py; "
+                 f"CPU, {result['threads']} torch thread(s), torch {result['torch']}")
     (RESULTS / "turns.md").write_text("\n".join(lines) + "\n")
     print("\n".join(lines))
 
