@@ -24,3 +24,6 @@ lint: $(STAMP)
 
 bench: $(STAMP)
 	$(PY) benchmarks/overhead.py
+	$(PY) benchmarks/store.py
+	$(PY) benchmarks/chat.py
+	$(PY) benchmarks/turns.py

@@ -18,7 +18,7 @@ DEMO_TURNS = [
 ]
 
 
-def _demo(args: argparse.Namespace) -> int:
+def _inspect(args: argparse.Namespace) -> int:
     from agentmem.adapters import load_adapter, shipped_adapter
     from agentmem.backbones import load_backbone
     from agentmem.config import DeltaMemConfig
@@ -166,11 +166,15 @@ def _add_eval(sub: argparse._SubParsersAction) -> None:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="agentmem", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
-    demo = sub.add_parser("demo", help="write a short conversation into δ-mem and show the state")
-    demo.add_argument("--backbone", default=DEFAULT_BACKBONE)
-    demo.add_argument("--adapter", default=None, help="adapter folder (default: the shipped one)")
-    demo.add_argument("--write-mode", choices=["token", "message"], default="token")
-    demo.set_defaults(func=_demo)
+    from graphs.cli import add_subcommands  # lazy: agentmem never imports graphs at import time
+
+    add_subcommands(sub)  # chat, demo
+    inspect = sub.add_parser("inspect", help="write a short conversation into δ-mem and print "
+                             "the per-layer state norms and tokens written")
+    inspect.add_argument("--backbone", default=DEFAULT_BACKBONE)
+    inspect.add_argument("--adapter", default=None, help="adapter folder (default: the shipped one)")
+    inspect.add_argument("--write-mode", choices=["token", "message"], default="token")
+    inspect.set_defaults(func=_inspect)
     _add_train(sub)
     _add_eval(sub)
     args = parser.parse_args(argv)

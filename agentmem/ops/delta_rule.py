@@ -153,7 +153,12 @@ def _chunked(q: Tensor, k: Tensor, v: Tensor, beta: Tensor, initial_state: Tenso
 
 def delta_rule(q: Tensor, k: Tensor, v: Tensor, beta: Tensor,
                initial_state: Tensor) -> tuple[Tensor, Tensor]:
-    """Pick the fastest exact form for the sequence length."""
+    """Pick the fastest exact form: the compiled loop for inference on CPU, otherwise the
+    PyTorch forms (which autograd differentiates)."""
+    from agentmem.ops import fused
+
+    if fused.usable(q, k, v, beta, initial_state):
+        return fused.recurrence(q, k, v, beta, initial_state)
     T = q.shape[1]
     if T == 1:
         return delta_rule_step(q, k, v, beta, initial_state)

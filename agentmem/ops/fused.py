@@ -67,7 +67,47 @@ def _kernel(z, b, S, write, m_out, S_out):  # pragma: no cover - compiled by num
                         S_out[bi, n, i, j] = S[bi, n, i, j]
 
 
+def _recurrence_kernel(q, k, v, beta, S, reads, S_out):  # pragma: no cover - numba
+    """The reference recurrence over T tokens: q, k, v, beta [B, T, N, r]; S [B, N, r, r]."""
+    B, T, N, r = q.shape
+    for bi in range(B):
+        for n in range(N):
+            s = S[bi, n].copy()
+            for t in range(T):
+                for i in range(r):
+                    sq = np.float32(0.0)
+                    sk = np.float32(0.0)
+                    for j in range(r):
+                        sq += s[i, j] * q[bi, t, n, j]
+                        sk += s[i, j] * k[bi, t, n, j]
+                    reads[bi, t, n, i] = sq
+                    b = beta[bi, t, n, i]
+                    if b != 0.0:
+                        err = v[bi, t, n, i] - sk
+                        for j in range(r):
+                            s[i, j] += b * (err * k[bi, t, n, j] - s[i, j])
+            S_out[bi, n] = s
+
+
 _compiled = njit(cache=True, nogil=True)(_kernel) if njit is not None else None
+_compiled_recurrence = (njit(cache=True, nogil=True)(_recurrence_kernel) if njit is not None
+                        else None)
+
+
+def usable(*tensors: Tensor) -> bool:
+    """The kernels apply: enabled, no autograd, CPU float32."""
+    return (available() and not torch.is_grad_enabled()
+            and all(t.device.type == "cpu" and t.dtype == torch.float32 and not t.requires_grad
+                    for t in tensors))
+
+
+def recurrence(q: Tensor, k: Tensor, v: Tensor, beta: Tensor, S: Tensor) -> tuple[Tensor, Tensor]:
+    """`delta_rule_reference` in one compiled call (inference only; see `usable`)."""
+    arrays = [t.contiguous().numpy() for t in (q, k, v, beta, S)]
+    reads = np.empty(arrays[0].shape, np.float32)
+    S_new = np.empty(arrays[4].shape, np.float32)
+    _compiled_recurrence(*arrays, reads, S_new)
+    return torch.from_numpy(reads), torch.from_numpy(S_new)
 
 
 def decode_step(z: Tensor, b_beta: Tensor, S: Tensor, write: bool) -> tuple[Tensor, Tensor]:
