@@ -65,11 +65,6 @@ class DeltaMemLayer(nn.Module):
         """Read (and write, when the cache says so) for one pass; returns m [B, T, N·r]."""
         B, T, _ = x.shape
         S0 = cache.state_for(layer_idx, B)
-        if T == 1 and self._can_fuse(x, S0, cache, layer_idx):
-            z = F.linear(x, self.delta_mem_w_in)
-            reads, S = fused.decode_step(z, self.delta_mem_b_beta, S0, cache.write == "token")
-            cache.commit(layer_idx, S, T)
-            return reads
         if cache.record is not None:  # training replays the writes from these inputs
             cache.record[layer_idx] = x.detach()
         q, k, v, beta = self.features(x)
@@ -85,12 +80,23 @@ class DeltaMemLayer(nn.Module):
         cache.commit(layer_idx, S, T)
         return reads.reshape(B, T, -1)
 
-    def _can_fuse(self, x: Tensor, S0: Tensor, cache: MemoryCache, layer_idx: int) -> bool:
-        """The numba decode kernel applies: CPU fp32, no autograd, token writes or none."""
-        return (cache.write != "message" and not torch.is_grad_enabled() and fused.available()
-                and x.dtype == torch.float32 and x.device.type == "cpu" and S0.is_contiguous()
-                and not S0.requires_grad
+    def can_fuse(self, x: Tensor, cache: MemoryCache, layer_idx: int) -> bool:
+        """The compiled decode kernel applies: one token, CPU fp32, no autograd, token writes or
+        none, no padding mask for this position."""
+        S0 = cache.states[layer_idx]
+        return (x.shape[1] == 1 and cache.write != "message" and not torch.is_grad_enabled()
+                and fused.available() and x.dtype == torch.float32 and x.device.type == "cpu"
+                and S0.is_contiguous() and not S0.requires_grad
                 and cache.token_write_mask(layer_idx, x.shape[0], 1) is None)
+
+    def decode(self, x: Tensor, cache: MemoryCache, layer_idx: int, q_out: Tensor | None) -> Tensor:
+        """`step` for one token in one compiled call; adds the q correction to ``q_out`` in place."""
+        S0 = cache.state_for(layer_idx, x.shape[0])
+        u_q = self.delta_mem_u["q"] if q_out is not None else None
+        reads, S = fused.decode_step(x, self.delta_mem_w_in, self.delta_mem_b_beta, S0,
+                                     cache.write == "token", u_q, self.scale, q_out)
+        cache.commit(layer_idx, S, 1)
+        return reads
 
     def write_only(self, x: Tensor, S0: Tensor, *, mask: Tensor | None = None,
                    pool: tuple[Tensor, Tensor] | None = None) -> tuple[Tensor, Tensor]:
@@ -141,6 +147,10 @@ class DeltaMemProjection(nn.Module):
         if cache is None:  # outside a memory context the backbone is exactly the frozen model
             return out
         mem = self._runtime.layers[self.layer_idx]
+        if self.computes and mem.can_fuse(x, cache, self.layer_idx):  # decode hot path
+            q_out = out if self.branch == "q" else None
+            cache.reads[self.layer_idx] = mem.decode(x, cache, self.layer_idx, q_out)
+            return out
         if self.computes:
             cache.reads[self.layer_idx] = mem.step(x, cache, self.layer_idx)
         if self.branch is None:

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import pytest
 import torch
-import torch.nn.functional as F
 
 from agentmem import DeltaMemConfig
 from agentmem.layer import DeltaMemLayer
@@ -17,17 +16,21 @@ pytestmark = pytest.mark.skipif(not fused.available(), reason="numba kernel disa
 @pytest.mark.parametrize("write", [True, False])
 def test_fused_decode_matches_pytorch_ops(B, N, write):
     torch.manual_seed(0)
-    layer = DeltaMemLayer(DeltaMemConfig(num_states=N), 48, {"q": 48, "o": 48})
+    layer = DeltaMemLayer(DeltaMemConfig(num_states=N), 48, {"q": 40, "o": 48})
     with torch.no_grad():
         layer.delta_mem_w_in.normal_(0, 0.3)  # non-zero W_β so β varies per row
         x = torch.randn(B, 1, 48)
         S = 0.3 * torch.randn(B, N, 8, 8)
         q, k, v, beta = layer.features(x)
         want_m, want_S = delta_rule_step(q, k, v, beta, S)
-        m, S_new = fused.decode_step(F.linear(x, layer.delta_mem_w_in), layer.delta_mem_b_beta,
-                                     S, write)
-    assert torch.allclose(m, want_m.reshape(B, 1, -1), atol=1e-6)
-    assert torch.allclose(S_new, want_S if write else S, atol=1e-6)
+        base = torch.randn(B, 1, 40)
+        want_out = layer.correct("q", base.clone(), want_m.reshape(B, 1, -1))
+        out = base.clone()
+        m, S_new = fused.decode_step(x, layer.delta_mem_w_in, layer.delta_mem_b_beta, S, write,
+                                     layer.delta_mem_u["q"], layer.scale, out)
+    assert torch.allclose(m, want_m.reshape(B, 1, -1), atol=1e-5)
+    assert torch.allclose(S_new, want_S if write else S, atol=1e-5)
+    assert torch.allclose(out, want_out, atol=1e-5)
     assert S_new.data_ptr() != S.data_ptr()  # the input state is never modified in place
 
 
@@ -39,11 +42,13 @@ def test_layer_uses_kernel_only_without_autograd(monkeypatch):
     layer = DeltaMemLayer(DeltaMemConfig(), 48, {"q": 48, "o": 48})
     cache = MemoryCache({0: torch.zeros(1, 1, 8, 8)}, torch.zeros(1, dtype=torch.long), "token")
     x = torch.randn(1, 1, 48)
-    layer.step(x, cache, 0)  # grad enabled: PyTorch path
+    assert not layer.can_fuse(x, cache, 0)  # grad enabled: PyTorch path
+    layer.step(x, cache, 0)
     assert calls == [] and cache.states[0].requires_grad
     fresh = MemoryCache({0: torch.zeros(1, 1, 8, 8)}, torch.zeros(1, dtype=torch.long), "token")
     with torch.no_grad():
-        layer.step(x, fresh, 0)
+        assert layer.can_fuse(x, fresh, 0)
+        layer.decode(x, fresh, 0, None)
     assert calls == [1]
 
 
