@@ -10,7 +10,6 @@ already was that value (what ignoring memory would give).
 
 from __future__ import annotations
 
-import random
 from collections import defaultdict
 from dataclasses import dataclass, field
 from typing import Any
@@ -133,7 +132,6 @@ def _group(rs: list[Row]) -> dict[str, Any]:
 
 def evaluate(dm: DeltaMemModel, tok: Any, episodes: list[Any], opts: EvalOptions,
              progress: bool = True) -> tuple[dict[str, Any], list[Row]]:
-    random.seed(0)
     rows: list[Row] = []
     writer = HistoryWriter(dm, tok, opts.budget_tokens)
     for i, ep in enumerate(tqdm(episodes, desc="eval", disable=not progress)):

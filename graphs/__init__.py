@@ -10,7 +10,7 @@ reach the chat model and the store through LangGraph's runtime context::
     graph = build_memory_agent(sqlite_checkpointer("chat.sqlite3"), context=ctx)
     out = graph.invoke({"messages": [("user", "My sister Lin lives in Porto.")]},
                        {"configurable": {"thread_id": "t1"}})
-    out["memory"]["assistant"]   # {'thread': 't1', 'read': None, 'written': '…', 'tokens': 57}
+    out["memory"]["assistant"]   # {'thread': 't1', 'read': None, 'written': '<checkpoint id>', 'tokens': <n>}
 
 Replaying or forking from an earlier LangGraph checkpoint continues from the memory checkpoint
 recorded there (the store forks a branch thread); ``fork_thread`` / ``forget_thread`` copy or
