@@ -61,7 +61,8 @@ def _train(args: argparse.Namespace) -> int:
                       batch_size=args.batch_size, lr=args.lr, warmup=args.warmup,
                       memory_only_steps=args.memory_only_steps, context_views=args.context_views,
                       budget_tokens=args.budget_tokens, seed=args.seed, save_every=args.save_every,
-                      limit=args.limit, stop_after=args.stop_after, adapter=adapter)
+                      limit=args.limit, stop_after=args.stop_after, max_minutes=args.max_minutes,
+                      device=args.device, adapter=adapter)
     folder = train(cfg, command="agentmem " + " ".join(sys.argv[1:]))
     print(f"adapter written to {folder}")
     return 0
@@ -74,13 +75,15 @@ def _eval(args: argparse.Namespace) -> int:
     from agentmem.evaluate import EvalOptions, evaluate
 
     episodes = _eval_episodes(args)
-    dm, tok = _load_model(args.backbone, args.adapter)
-    opts = EvalOptions(regimes=args.regimes.split(","), window=args.window,
+    dm, tok = _load_model(args.backbone, args.adapter, args.device)
+    opts = EvalOptions(max_minutes=args.max_minutes, regimes=args.regimes.split(","), window=args.window,
                        budget_tokens=args.budget_tokens, generate=not args.no_generate,
                        max_new_tokens=args.max_new_tokens, swap=not args.no_swap,
                        gen_limit=args.gen_limit, prompt_tokens=args.prompt_tokens)
     summary, rows = evaluate(dm, tok, episodes, opts)
-    meta = {"command": "agentmem " + " ".join(sys.argv[1:]), "episodes": len(episodes),
+    done = summary[opts.regimes[0]]["n"] if summary else 0
+    meta = {"command": "agentmem " + " ".join(sys.argv[1:]), "episodes": done,
+            "episodes_requested": len(episodes), "device": str(dm.model.device),
             "adapter": str(args.adapter), "adapter_fingerprint": dm.fingerprint(),
             "scoring": "mean log-prob per reply token (length-normalised)"}
     print(write_outputs(Path(args.out), summary, rows, meta))
@@ -104,12 +107,14 @@ def _eval_episodes(args: argparse.Namespace) -> list:
     return episodes[: args.limit] if args.limit else episodes
 
 
-def _load_model(backbone: str, adapter: str | None):
+def _load_model(backbone: str, adapter: str | None, device: str = "auto"):
     from agentmem.adapters import load_adapter, shipped_adapter
     from agentmem.backbones import load_backbone
+    from agentmem.devices import resolve_device
     from agentmem.inject import attach_delta_mem
 
     model, tok = load_backbone(backbone)
+    model = model.to(resolve_device(device))
     folder = adapter or shipped_adapter(backbone)
     if folder and str(folder) != "none":
         return load_adapter(model, folder), tok
@@ -136,6 +141,11 @@ def _add_train(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--save-every", type=int, default=50)
     p.add_argument("--limit", type=int, default=None)
+    p.add_argument("--max-minutes", type=float, default=None,
+                   help="fit the run into this many minutes: a fresh run times its first steps and "
+                        "shortens --steps so the whole schedule fits; any sitting stops, "
+                        "checkpointed, when the time is spent")
+    p.add_argument("--device", default="auto", help="auto (CUDA when available), cpu, cuda, cuda:N")
     p.add_argument("--stop-after", type=int, default=None,
                    help="end this sitting after N steps; rerun the same command to resume")
     p.set_defaults(func=_train)
@@ -159,15 +169,33 @@ def _add_eval(sub: argparse._SubParsersAction) -> None:
                    help="cut shown history from the front beyond this many prompt tokens")
     p.add_argument("--gen-limit", type=int, default=None,
                    help="generate (EM/F1) for the first N episodes only")
+    p.add_argument("--max-minutes", type=float, default=None,
+                   help="stop after this many minutes and report the episodes done so far")
+    p.add_argument("--device", default="auto", help="auto (CUDA when available), cpu, cuda, cuda:N")
     p.add_argument("--out", default="eval_out")
     p.set_defaults(func=_eval)
+
+
+def _unavailable(error: ImportError):
+    """`chat` and `demo` that say which package is missing instead of a traceback."""
+    def run(args: argparse.Namespace) -> int:
+        print(f"agentmem {args.command} needs LangGraph/LangChain ({error}); "
+              "install agentmem with its dependencies", file=sys.stderr)
+        return 2
+
+    def add(sub: argparse._SubParsersAction) -> None:
+        for name in ("chat", "demo"):
+            sub.add_parser(name, help=f"unavailable: {error}").set_defaults(func=run)
+    return add
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="agentmem", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
-    from graphs.cli import add_subcommands  # lazy: agentmem never imports graphs at import time
-
+    try:  # lazy: agentmem never imports graphs at import time
+        from graphs.cli import add_subcommands
+    except ImportError as e:  # a training box with torch + transformers only: train/eval still work
+        add_subcommands = _unavailable(e)
     add_subcommands(sub)  # chat, demo
     inspect = sub.add_parser("inspect", help="write a short conversation into δ-mem and print "
                              "the per-layer state norms and tokens written")

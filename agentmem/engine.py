@@ -48,4 +48,5 @@ def read_logits(dm: DeltaMemModel, input_ids: Tensor, state: MemoryState | None 
     """Logits [B, T, V] of a read pass (writes off) over ``input_ids`` with ``state``."""
     device = dm.model.device
     with dm.memory(state, batch_size=input_ids.shape[0]):
-        return dm.model(input_ids=input_ids.to(device), attention_mask=attention_mask).logits
+        mask = attention_mask.to(device) if attention_mask is not None else None
+        return dm.model(input_ids=input_ids.to(device), attention_mask=mask).logits

@@ -10,6 +10,7 @@ already was that value (what ignoring memory would give).
 
 from __future__ import annotations
 
+import time
 from collections import defaultdict
 from dataclasses import dataclass, field
 from typing import Any
@@ -40,6 +41,7 @@ class EvalOptions:
     swap: bool = True
     gen_limit: int | None = None  # generate (EM/F1) for the first N episodes only
     prompt_tokens: int = 3072  # shown history is cut from the front beyond this
+    max_minutes: float | None = None  # stop early; the summary then covers the episodes done
 
 
 @dataclass
@@ -134,7 +136,10 @@ def evaluate(dm: DeltaMemModel, tok: Any, episodes: list[Any], opts: EvalOptions
              progress: bool = True) -> tuple[dict[str, Any], list[Row]]:
     rows: list[Row] = []
     writer = HistoryWriter(dm, tok, opts.budget_tokens)
+    deadline = time.monotonic() + opts.max_minutes * 60 if opts.max_minutes is not None else None
     for i, ep in enumerate(tqdm(episodes, desc="eval", disable=not progress)):
+        if deadline is not None and time.monotonic() > deadline:
+            break
         gen = opts.gen_limit is None or i < opts.gen_limit
         rows.extend(evaluate_episode(dm, tok, ep, opts, writer, generate=gen))
     return summarize(rows), rows

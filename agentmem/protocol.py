@@ -81,7 +81,8 @@ def write_histories_grad(dm: DeltaMemModel, tokenizer: Any, histories: list[list
             continue
         state, beta = _replayed_write(dm, ids, attn, spans, state)
         betas.append(beta)
-    beta_mean = torch.stack(betas).mean(0) if betas else torch.zeros(len(dm.layer_indices))
+    beta_mean = (torch.stack(betas).mean(0) if betas
+                 else torch.zeros(len(dm.layer_indices), device=dm.model.device))
     return state, beta_mean
 
 
@@ -279,7 +280,8 @@ def answer_loss(dm: DeltaMemModel, tokenizer: Any, prompts: list[ReadPrompt], an
     ids, attn, tmask = _reply_batch(tokenizer, [(p.messages, a) for p, a in
                                                 zip(prompts, answers, strict=True)])
     if state is not None:
-        keep = torch.tensor([p.uses_memory for p in prompts], dtype=state.tensors.dtype)
+        keep = torch.tensor([p.uses_memory for p in prompts], dtype=state.tensors.dtype,
+                            device=state.tensors.device)
         state = MemoryState(state.tensors * keep.view(-1, 1, 1, 1, 1), state.tokens_written,
                             state.layer_indices, state.adapter_fingerprint, state.backbone_id,
                             state.config)
@@ -296,7 +298,7 @@ def generate_answer(dm: DeltaMemModel, tokenizer: Any, prompt: ReadPrompt,
                                         return_tensors="pt", return_dict=True)
     ids = enc["input_ids"].to(dm.model.device)
     with dm.memory(state if prompt.uses_memory else None):
-        out = dm.model.generate(input_ids=ids, attention_mask=enc["attention_mask"],
+        out = dm.model.generate(input_ids=ids, attention_mask=enc["attention_mask"].to(ids.device),
                                 max_new_tokens=max_new_tokens, do_sample=False,
                                 pad_token_id=tokenizer.pad_token_id or tokenizer.eos_token_id)
     return tokenizer.decode(out[0, ids.shape[1]:], skip_special_tokens=True).strip()

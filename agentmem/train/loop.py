@@ -22,6 +22,7 @@ from tqdm import tqdm
 from agentmem.adapters import save_adapter
 from agentmem.backbones import DEFAULT_BACKBONE, load_backbone
 from agentmem.config import DeltaMemConfig
+from agentmem.devices import resolve_device
 from agentmem.inject import DeltaMemModel, attach_delta_mem
 from agentmem.protocol import answer_loss, read_prompt, write_histories_grad
 from agentmem.train.checkpoint import load_checkpoint, save_checkpoint
@@ -47,6 +48,8 @@ class TrainConfig:
     save_every: int = 50
     limit: int | None = None
     stop_after: int | None = None  # end this sitting after so many steps (resume later)
+    max_minutes: float | None = None  # fit the run into a time budget (see `train`)
+    device: str = "auto"  # auto: CUDA when available, else the CPU
     adapter: dict[str, Any] = field(default_factory=lambda: {"write_mode": "message"})
 
 
@@ -86,41 +89,73 @@ def train_step(dm: DeltaMemModel, tok: Any, episodes: list[Any], step: int, cfg:
         g["lr"] = lr_at(step, cfg)
     grad_norm = torch.nn.utils.clip_grad_norm_(list(dm.parameters()), 1.0).item()
     opt.step()
-    is_ctx = torch.tensor(ctx)
-    mean = lambda sel: ce.detach()[sel].mean().item() if sel.any() else 0.0  # noqa: E731
+    is_ctx, ce_rows = torch.tensor(ctx), ce.detach().cpu()
+    mean = lambda sel: ce_rows[sel].mean().item() if sel.any() else 0.0  # noqa: E731
     return {"step": step + 1, "loss": loss.item(), "lr": lr_at(step, cfg), "grad_norm": grad_norm,
             "ce_memory_only": mean(~is_ctx), "ce_context": mean(is_ctx),
             "views_context": int(is_ctx.sum()), "beta_mean": beta.mean().item()}
 
 
 def train(cfg: TrainConfig, command: str = "") -> Path:
-    """Run (or resume) training; returns the adapter folder ``<out>/adapter``."""
+    """Run (or resume) training; returns the adapter folder ``<out>/adapter``.
+
+    With ``max_minutes`` a fresh run times its first steps and shrinks ``steps`` (and
+    ``memory_only_steps`` in proportion) so the whole cosine schedule fits the budget; the plan
+    is stored in the checkpoint, so a resumed run keeps it. Any sitting also ends, checkpointed,
+    once the budget is spent.
+    """
     out = Path(cfg.out)
     out.mkdir(parents=True, exist_ok=True)
     torch.manual_seed(cfg.seed)
+    device = resolve_device(cfg.device)
     model, tok = load_backbone(cfg.backbone)
-    dm = attach_delta_mem(model, DeltaMemConfig.from_dict(cfg.adapter))
+    dm = attach_delta_mem(model.to(device), DeltaMemConfig.from_dict(cfg.adapter))
     opt = torch.optim.AdamW(list(dm.parameters()), lr=cfg.lr, weight_decay=0.0)
     episodes = load_episodes(cfg.data, cfg.limit)
     ckpt, log_path = out / "checkpoint", out / "train_log.jsonl"
-    start, elapsed = 0, 0.0
+    start, elapsed, planned = 0, 0.0, False
     if (ckpt / "trainer_state.json").exists():
         state = load_checkpoint(ckpt, dm, opt)
         start, elapsed = state["step"], state["elapsed_s"]
+        if "plan" in state:
+            cfg.steps, cfg.memory_only_steps = state["plan"]["steps"], state["plan"]["memory_only_steps"]
+            planned = True
         _truncate_log(log_path, start)
     t0 = time.perf_counter() - elapsed
+    sitting = time.perf_counter()
+    budget = cfg.max_minutes * 60 if cfg.max_minutes else None
     with open(log_path, "a") as log, tqdm(total=cfg.steps, initial=start, desc="train") as bar:
         end = min(cfg.steps, start + cfg.stop_after) if cfg.stop_after else cfg.steps
-        for step in range(start, end):
+        step = start
+        while step < end:
+            if step == start + 1:
+                timed = time.perf_counter()  # the first step pays one-off costs: not timed
             row = train_step(dm, tok, episodes, step, cfg, opt)
             row["elapsed_s"] = round(time.perf_counter() - t0, 2)
             log.write(json.dumps(row) + "\n")
             log.flush()
             bar.set_postfix(loss=f"{row['loss']:.3f}", mem=f"{row['ce_memory_only']:.3f}")
             bar.update(1)
-            if (step + 1) % cfg.save_every == 0 or step + 1 == end:
-                save_checkpoint(ckpt, dm, opt, {"step": step + 1, "elapsed_s": row["elapsed_s"],
-                                                "config": asdict(cfg)})
+            step += 1
+            if budget and start == 0 and not planned and step == 6:
+                per_step = (time.perf_counter() - timed) / 5
+                # 15 % margin: the timed steps may be the cheaper memory-only views
+                left = 0.85 * budget - (time.perf_counter() - sitting)
+                fit = max(step, int(left / per_step) + step)
+                if fit < cfg.steps:
+                    cfg.memory_only_steps = round(cfg.memory_only_steps * fit / cfg.steps)
+                    cfg.steps = fit
+                    end = min(end, fit)
+                    bar.total = fit
+                planned = True
+            out_of_time = budget is not None and time.perf_counter() - sitting > budget
+            if step % cfg.save_every == 0 or step == end or out_of_time:
+                extra = {"plan": {"steps": cfg.steps, "memory_only_steps": cfg.memory_only_steps}} \
+                    if planned else {}
+                save_checkpoint(ckpt, dm, opt, {"step": step, "elapsed_s": row["elapsed_s"],
+                                                "config": asdict(cfg), **extra})
+            if out_of_time:
+                break
     adapter = save_adapter(dm, out / "adapter")
     write_loss_plot(log_path, out / "loss.png")
     write_card(adapter, cfg, command, log_path, len(episodes))

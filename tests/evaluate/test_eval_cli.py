@@ -103,3 +103,30 @@ def test_history_writer_prefix_cache_equals_fresh_writes(chat_backbone):
     fresh = write_history(dm, tok, long)
     assert torch.allclose(cached.tensors, fresh.tensors, atol=1e-6)
     assert cached.tokens_written.item() == fresh.tokens_written.item() > first.tokens_written.item()
+
+
+def test_eval_max_minutes_reports_what_was_done(chat_backbone, tmp_path, capsys):
+    data = tmp_path / "eps.jsonl"
+    write_jsonl(data, [episode(i, n) for i, n in enumerate(NAMES)])
+    out = tmp_path / "out"
+    assert main(["eval", "--data", str(data), "--backbone", str(chat_backbone), "--adapter", "none",
+                 "--regimes", "no-memory,memory-only", "--out", str(out), "--no-generate",
+                 "--max-minutes", "0", "--device", "cpu"]) == 0
+    results = json.loads((out / "results.json").read_text())
+    assert results["meta"]["episodes"] == 0 and results["meta"]["episodes_requested"] == 4
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+def test_eval_on_cuda_matches_cpu(chat_backbone, tmp_path, capsys):
+    data = tmp_path / "eps.jsonl"
+    write_jsonl(data, [episode(i, n) for i, n in enumerate(NAMES)])
+    got = []
+    for device in ("cpu", "cuda"):
+        torch.manual_seed(0)  # the fresh adapter's init
+        assert main(["eval", "--data", str(data), "--backbone", str(chat_backbone), "--adapter",
+                     "none", "--regimes", ",".join(REGIMES), "--out", str(tmp_path / device),
+                     "--max-new-tokens", "4", "--device", device]) == 0
+        got.append(json.loads(capsys.readouterr().out.strip().splitlines()[-1]))
+    for regime in REGIMES:
+        assert got[0][regime]["mc_acc"] == got[1][regime]["mc_acc"], regime
+        assert abs(got[0][regime]["f1"] - got[1][regime]["f1"]) <= 0.25, regime

@@ -87,3 +87,62 @@ def test_schedule_warms_up_then_decays():
     lrs = [lr_at(s, cfg) for s in range(100)]
     assert lrs[0] == pytest.approx(0.1) and lrs[9] == pytest.approx(1.0)
     assert all(a >= b for a, b in zip(lrs[9:], lrs[10:], strict=False)) and lrs[-1] < 0.01
+
+
+def test_max_minutes_fits_the_schedule_and_resume_keeps_the_plan(chat_backbone, tmp_path,
+                                                                  monkeypatch):
+    """A fake clock at 10 s per step: a 2-minute budget plans 10 steps (85 %) of the asked 100."""
+    import agentmem.train.loop as loop
+
+    clock = {"t": 0.0}
+    real_step = loop.train_step
+
+    def slow_step(*args, **kwargs):
+        clock["t"] += 10.0
+        return real_step(*args, **kwargs)
+
+    monkeypatch.setattr(loop.time, "perf_counter", lambda: clock["t"])
+    monkeypatch.setattr(loop, "train_step", slow_step)
+    data = tmp_path / "train.jsonl"
+    write_jsonl(data, episodes())
+    cfg = TrainConfig(data=[str(data)], out=str(tmp_path / "run"), backbone=str(chat_backbone),
+                      steps=100, batch_size=2, memory_only_steps=50, max_minutes=2.0, device="cpu")
+    train(cfg)
+    log = [json.loads(r) for r in (tmp_path / "run" / "train_log.jsonl").read_text().splitlines()]
+    assert [r["step"] for r in log] == list(range(1, 11))  # 85 % of 120 s at 10 s per step
+    state = json.loads((tmp_path / "run" / "checkpoint" / "trainer_state.json").read_text())
+    assert state["plan"] == {"steps": 10, "memory_only_steps": 5}
+    assert log[-1]["lr"] < 0.1 * log[5]["lr"]  # the cosine ends with the planned 10, not 100
+    again = TrainConfig(**{**cfg.__dict__, "max_minutes": None, "steps": 100})
+    train(again)  # resuming a finished plan adds no steps
+    assert len((tmp_path / "run" / "train_log.jsonl").read_text().splitlines()) == 10
+
+
+def test_resolve_device():
+    from agentmem.devices import resolve_device
+
+    assert resolve_device("cpu").type == "cpu"
+    assert resolve_device("auto").type == ("cuda" if torch.cuda.is_available() else "cpu")
+    with pytest.raises(ValueError, match="expected auto"):
+        resolve_device("tpu")
+    if not torch.cuda.is_available():
+        with pytest.raises(ValueError, match="no CUDA"):
+            resolve_device("cuda")
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+def test_cuda_training_step_matches_cpu(chat_backbone):
+    """The same step on CUDA and on the CPU: same loss, same updated adapter (to float noise)."""
+    rows, params = [], []
+    for device in ("cpu", "cuda"):
+        torch.manual_seed(0)
+        model, tok = load_backbone(str(chat_backbone))
+        dm = attach_delta_mem(model.to(device), DeltaMemConfig(write_mode="message"))
+        cfg = TrainConfig(data=[], out="", steps=10, batch_size=4, lr=1e-2, warmup=0.0,
+                          context_views=0.5)
+        opt = torch.optim.AdamW(list(dm.parameters()), lr=cfg.lr, weight_decay=0.0)
+        rows.append(train_step(dm, tok, episodes(), 0, cfg, opt))
+        params.append({k: v.cpu() for k, v in dm.adapter_state_dict().items()})
+    assert rows[0]["loss"] == pytest.approx(rows[1]["loss"], rel=1e-4)
+    for k in params[0]:
+        torch.testing.assert_close(params[1][k], params[0][k], rtol=1e-3, atol=1e-5)
