@@ -45,6 +45,8 @@ def _parser() -> argparse.ArgumentParser:
     b.add_argument("--update-prob", type=float, help="synthetic: probability that a fact is updated")
     b.add_argument("--distractors", type=int, help="synthetic: wrong candidates per episode")
     b.add_argument("--session-headers", action="store_true", help="synthetic: system header per session")
+    b.add_argument("--max-messages", type=int, help="readers: keep only episodes whose history has at "
+                   "most this many messages (applied before --n)")
     s = sub.add_parser("stats", help="print statistics of episode files")
     s.add_argument("files", nargs="+", type=Path)
     return p
@@ -70,6 +72,8 @@ def _build(args: argparse.Namespace) -> list[Episode]:
         episodes = read_babi_dir(args.src, args.split, tasks=tasks, ack=args.ack or None)
     else:
         episodes = read_babi(args.src, ack=args.ack or None)
+    if args.max_messages is not None:
+        episodes = [e for e in episodes if len(e.history) <= args.max_messages]
     return episodes if args.n is None else episodes[: args.n]
 
 

@@ -34,6 +34,8 @@ def test_build_babi_and_locomo(tmp_path, capsys):
     src = str(tmp_path / "qa1_a_train.txt")
     main(["build", "--kind", "babi", "--src", src, "--ack", "", "--out", str(out)])
     assert [len(e.history) for e in read_jsonl(out)] == [1, 1]
+    main(["build", "--kind", "babi", "--src", src, "--max-messages", "1", "--out", str(out)])
+    assert read_jsonl(out) == []  # with the "OK." acknowledgement each history has 2 messages
     turn = {"speaker": "A", "dia_id": "D1:1", "text": "hi"}
     conv = {"speaker_a": "A", "speaker_b": "B", "session_1": [turn]}
     qa = [{"question": "q?", "answer": "hi", "evidence": ["D1:1"], "category": 4}]
