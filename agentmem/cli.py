@@ -62,7 +62,7 @@ def _train(args: argparse.Namespace) -> int:
                       memory_only_steps=args.memory_only_steps, context_views=args.context_views,
                       budget_tokens=args.budget_tokens, seed=args.seed, save_every=args.save_every,
                       limit=args.limit, stop_after=args.stop_after, max_minutes=args.max_minutes,
-                      device=args.device, adapter=adapter)
+                      device=args.device, init_adapter=args.init_adapter, adapter=adapter)
     folder = train(cfg, command="agentmem " + " ".join(sys.argv[1:]))
     print(f"adapter written to {folder}")
     return 0
@@ -146,6 +146,9 @@ def _add_train(sub: argparse._SubParsersAction) -> None:
                         "shortens --steps so the whole schedule fits; any sitting stops, "
                         "checkpointed, when the time is spent")
     p.add_argument("--device", default="auto", help="auto (CUDA when available), cpu, cuda, cuda:N")
+    p.add_argument("--init-adapter", default=None,
+                   help="start from this adapter folder's weights with a fresh schedule; its config "
+                        "replaces --rank/--num-states/--write-mode/--beta-bias")
     p.add_argument("--stop-after", type=int, default=None,
                    help="end this sitting after N steps; rerun the same command to resume")
     p.set_defaults(func=_train)

@@ -19,9 +19,10 @@ from typing import Any
 import torch
 from tqdm import tqdm
 
-from agentmem.adapters import save_adapter
+from agentmem.adapters import read_adapter, save_adapter
 from agentmem.backbones import DEFAULT_BACKBONE, load_backbone
 from agentmem.config import DeltaMemConfig
+from agentmem.errors import AdapterError
 from agentmem.devices import resolve_device
 from agentmem.inject import DeltaMemModel, attach_delta_mem
 from agentmem.protocol import answer_loss, read_prompt, write_histories_grad
@@ -50,6 +51,7 @@ class TrainConfig:
     stop_after: int | None = None  # end this sitting after so many steps (resume later)
     max_minutes: float | None = None  # fit the run into a time budget (see `train`)
     device: str = "auto"  # auto: CUDA when available, else the CPU
+    init_adapter: str | None = None  # start from this adapter's weights (its config wins)
     adapter: dict[str, Any] = field(default_factory=lambda: {"write_mode": "message"})
 
 
@@ -109,10 +111,18 @@ def train(cfg: TrainConfig, command: str = "") -> Path:
     torch.manual_seed(cfg.seed)
     device = resolve_device(cfg.device)
     model, tok = load_backbone(cfg.backbone)
+    init = read_adapter(cfg.init_adapter) if cfg.init_adapter else None
+    if init is not None:
+        cfg.adapter = init[0].to_dict()  # continue that adapter's architecture
     dm = attach_delta_mem(model.to(device), DeltaMemConfig.from_dict(cfg.adapter))
     opt = torch.optim.AdamW(list(dm.parameters()), lr=cfg.lr, weight_decay=0.0)
     episodes = load_episodes(cfg.data, cfg.limit)
     ckpt, log_path = out / "checkpoint", out / "train_log.jsonl"
+    if init is not None and not (ckpt / "trainer_state.json").exists():
+        if init[2].get("backbone_id") != dm.backbone_id:
+            raise AdapterError(f"--init-adapter {cfg.init_adapter} was trained for backbone "
+                               f"{init[2].get('backbone_id')!r}, this one is {dm.backbone_id!r}")
+        dm.load_adapter_state_dict(init[1])
     start, elapsed, planned = 0, 0.0, False
     if (ckpt / "trainer_state.json").exists():
         state = load_checkpoint(ckpt, dm, opt)

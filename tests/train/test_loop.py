@@ -146,3 +146,34 @@ def test_cuda_training_step_matches_cpu(chat_backbone):
     assert rows[0]["loss"] == pytest.approx(rows[1]["loss"], rel=1e-4)
     for k in params[0]:
         torch.testing.assert_close(params[1][k], params[0][k], rtol=1e-3, atol=1e-5)
+
+
+def test_init_adapter_starts_from_its_weights(chat_backbone, tmp_path):
+    data = tmp_path / "train.jsonl"
+    write_jsonl(data, episodes())
+    common = dict(data=[str(data)], backbone=str(chat_backbone), batch_size=2, lr=5e-3, device="cpu")
+    first = train(TrainConfig(out=str(tmp_path / "a"), steps=2,
+                              adapter={"write_mode": "message", "rank": 4}, **common))
+    # no steps: the saved adapter is the one it started from, rank 4 although the default is 8
+    again = train(TrainConfig(out=str(tmp_path / "b"), steps=0, init_adapter=str(first), **common))
+    a = load_file(str(first / "delta_mem_adapter.safetensors"))
+    b = load_file(str(again / "delta_mem_adapter.safetensors"))
+    assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+    assert json.loads((again / "delta_mem_config.json").read_text())["rank"] == 4
+    fresh = train(TrainConfig(out=str(tmp_path / "c"), steps=0, **common))
+    c = load_file(str(fresh / "delta_mem_adapter.safetensors"))
+    assert any(not torch.equal(a[k], c[k]) for k in a if k in c) or a.keys() != c.keys()
+
+
+def test_init_adapter_from_another_backbone_is_refused(chat_backbone, tmp_path):
+    from agentmem.errors import AdapterError
+    from tests.train.conftest import make_chat_backbone
+
+    other = make_chat_backbone(tmp_path / "other", seed=1)
+    data = tmp_path / "train.jsonl"
+    write_jsonl(data, episodes())
+    foreign = train(TrainConfig(data=[str(data)], out=str(tmp_path / "a"), backbone=str(other),
+                                steps=1, batch_size=2, device="cpu"))
+    with pytest.raises(AdapterError, match="trained for backbone"):
+        train(TrainConfig(data=[str(data)], out=str(tmp_path / "b"), backbone=str(chat_backbone),
+                          steps=1, batch_size=2, device="cpu", init_adapter=str(foreign)))
