@@ -22,8 +22,8 @@ from tqdm import tqdm
 from agentmem.adapters import read_adapter, save_adapter
 from agentmem.backbones import DEFAULT_BACKBONE, load_backbone
 from agentmem.config import DeltaMemConfig
-from agentmem.errors import AdapterError
 from agentmem.devices import resolve_device
+from agentmem.errors import AdapterError
 from agentmem.inject import DeltaMemModel, attach_delta_mem
 from agentmem.protocol import answer_loss, read_prompt, write_histories_grad
 from agentmem.train.checkpoint import load_checkpoint, save_checkpoint
