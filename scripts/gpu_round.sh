@@ -14,6 +14,10 @@
 # bound by kernel launches, not FLOPs (one backbone pass per written turn, bAbI histories up to
 # 30 turns), and four processes time-slicing one GPU ran at 3.8 s/step each: 74 steps in 5 min.
 # Next time: one training process with BATCH=128 (about the same step time, 8x the episodes).
+# Getting the backbone there through the workplace's device tool: the GGUF (98 MB) is larger than
+# one call's 64 MiB transfer, and a carried path is removed again by the next call that does not
+# name it, so call 1 carries the first part and copies it to /tmp, call 2 carries the second part
+# and concatenates (then checks the sha256).
 set -u
 export PYTHONUNBUFFERED=1 OMP_NUM_THREADS=1 TOKENIZERS_PARALLELISM=false
 DEVICE=${DEVICE:-cuda}

@@ -55,6 +55,9 @@ class TrainConfig:
     adapter: dict[str, Any] = field(default_factory=lambda: {"write_mode": "message"})
 
 
+PROVISIONAL_STEPS = 100  # the schedule of --max-minutes' timed steps, before the plan exists
+
+
 def lr_at(step: int, cfg: TrainConfig) -> float:
     warm = max(1, int(cfg.warmup * cfg.steps))
     if step < warm:
@@ -134,8 +137,12 @@ def train(cfg: TrainConfig, command: str = "") -> Path:
     t0 = time.perf_counter() - elapsed
     sitting = time.perf_counter()
     budget = cfg.max_minutes * 60 if cfg.max_minutes else None
+    nominal = (cfg.steps, cfg.memory_only_steps)
+    timing = bool(budget) and start == 0 and not planned
     with open(log_path, "a") as log, tqdm(total=cfg.steps, initial=start, desc="train") as bar:
         end = min(cfg.steps, start + cfg.stop_after) if cfg.stop_after else cfg.steps
+        if timing:  # until the plan exists, warm up as a short run would, not as --steps would
+            cfg.steps = min(cfg.steps, PROVISIONAL_STEPS)
         step = start
         while step < end:
             if step == start + 1:
@@ -147,17 +154,18 @@ def train(cfg: TrainConfig, command: str = "") -> Path:
             bar.set_postfix(loss=f"{row['loss']:.3f}", mem=f"{row['ce_memory_only']:.3f}")
             bar.update(1)
             step += 1
-            if budget and start == 0 and not planned and step == 6:
+            if timing and step == 6:
                 per_step = (time.perf_counter() - timed) / 5
                 # 15 % margin: the timed steps may be the cheaper memory-only views
                 left = 0.85 * budget - (time.perf_counter() - sitting)
                 fit = max(step, int(left / per_step) + step)
-                if fit < cfg.steps:
-                    cfg.memory_only_steps = round(cfg.memory_only_steps * fit / cfg.steps)
+                cfg.steps, cfg.memory_only_steps = nominal
+                if fit < nominal[0]:
+                    cfg.memory_only_steps = round(nominal[1] * fit / nominal[0])
                     cfg.steps = fit
                     end = min(end, fit)
                     bar.total = fit
-                planned = True
+                planned, timing = True, False
             out_of_time = budget is not None and time.perf_counter() - sitting > budget
             if step % cfg.save_every == 0 or step == end or out_of_time:
                 extra = {"plan": {"steps": cfg.steps, "memory_only_steps": cfg.memory_only_steps}} \

@@ -113,6 +113,7 @@ def test_max_minutes_fits_the_schedule_and_resume_keeps_the_plan(chat_backbone, 
     state = json.loads((tmp_path / "run" / "checkpoint" / "trainer_state.json").read_text())
     assert state["plan"] == {"steps": 10, "memory_only_steps": 5}
     assert log[-1]["lr"] < 0.1 * log[5]["lr"]  # the cosine ends with the planned 10, not 100
+    assert log[0]["lr"] == pytest.approx(cfg.lr / 10)  # warm-up of a short run (10 % of 100)
     again = TrainConfig(**{**cfg.__dict__, "max_minutes": None, "steps": 100})
     train(again)  # resuming a finished plan adds no steps
     assert len((tmp_path / "run" / "train_log.jsonl").read_text().splitlines()) == 10
@@ -177,3 +178,28 @@ def test_init_adapter_from_another_backbone_is_refused(chat_backbone, tmp_path):
     with pytest.raises(AdapterError, match="trained for backbone"):
         train(TrainConfig(data=[str(data)], out=str(tmp_path / "b"), backbone=str(chat_backbone),
                           steps=1, batch_size=2, device="cpu", init_adapter=str(foreign)))
+
+
+def test_max_minutes_with_huge_nominal_steps_still_warms_up_fast(chat_backbone, tmp_path,
+                                                                  monkeypatch):
+    import agentmem.train.loop as loop
+
+    clock = {"t": 0.0}
+    real_step = loop.train_step
+
+    def slow_step(*args, **kwargs):
+        clock["t"] += 10.0
+        return real_step(*args, **kwargs)
+
+    monkeypatch.setattr(loop.time, "perf_counter", lambda: clock["t"])
+    monkeypatch.setattr(loop, "train_step", slow_step)
+    data = tmp_path / "train.jsonl"
+    write_jsonl(data, episodes())
+    cfg = TrainConfig(data=[str(data)], out=str(tmp_path / "run"), backbone=str(chat_backbone),
+                      steps=100_000, batch_size=2, memory_only_steps=40_000, max_minutes=2.0,
+                      warmup=0.05, device="cpu")
+    train(cfg)
+    log = [json.loads(r) for r in (tmp_path / "run" / "train_log.jsonl").read_text().splitlines()]
+    state = json.loads((tmp_path / "run" / "checkpoint" / "trainer_state.json").read_text())
+    assert state["plan"] == {"steps": 10, "memory_only_steps": 4}
+    assert log[4]["lr"] == pytest.approx(cfg.lr)  # warm-up over 5 steps (5 % of 100), not 5,000
