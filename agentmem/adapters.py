@@ -58,14 +58,19 @@ def load_adapter(model: nn.Module, folder: str | Path) -> DeltaMemModel:
     config, tensors, meta = read_adapter(folder)
     dm = attach_delta_mem(model, config)
     try:
-        if meta.get("backbone_id") != dm.backbone_id:
-            raise AdapterError(f"adapter {folder} was trained for backbone {meta.get('backbone_id')!r}"
-                               f", this model is {dm.backbone_id!r}")
-        dm.load_adapter_state_dict(tensors)
+        apply_adapter(dm, folder, tensors, meta)
     except AdapterError:
         dm.detach()
         raise
     return dm
+
+
+def apply_adapter(dm: DeltaMemModel, folder: str | Path, tensors: dict, meta: dict[str, str]) -> None:
+    """Copy an adapter's tensors (from `read_adapter`) into ``dm``, refusing another backbone's."""
+    if meta.get("backbone_id") != dm.backbone_id:
+        raise AdapterError(f"adapter {folder} was trained for backbone {meta.get('backbone_id')!r}"
+                           f", this model is {dm.backbone_id!r}")
+    dm.load_adapter_state_dict(tensors)
 
 
 def shipped_adapter(backbone: str) -> Path | None:

@@ -19,11 +19,10 @@ from typing import Any
 import torch
 from tqdm import tqdm
 
-from agentmem.adapters import read_adapter, save_adapter
+from agentmem.adapters import apply_adapter, read_adapter, save_adapter
 from agentmem.backbones import DEFAULT_BACKBONE, load_backbone
 from agentmem.config import DeltaMemConfig
 from agentmem.devices import resolve_device
-from agentmem.errors import AdapterError
 from agentmem.inject import DeltaMemModel, attach_delta_mem
 from agentmem.protocol import answer_loss, read_prompt, write_histories_grad
 from agentmem.train.checkpoint import load_checkpoint, save_checkpoint
@@ -122,10 +121,7 @@ def train(cfg: TrainConfig, command: str = "") -> Path:
     episodes = load_episodes(cfg.data, cfg.limit)
     ckpt, log_path = out / "checkpoint", out / "train_log.jsonl"
     if init is not None and not (ckpt / "trainer_state.json").exists():
-        if init[2].get("backbone_id") != dm.backbone_id:
-            raise AdapterError(f"--init-adapter {cfg.init_adapter} was trained for backbone "
-                               f"{init[2].get('backbone_id')!r}, this one is {dm.backbone_id!r}")
-        dm.load_adapter_state_dict(init[1])
+        apply_adapter(dm, cfg.init_adapter, init[1], init[2])
     start, elapsed, planned = 0, 0.0, False
     if (ckpt / "trainer_state.json").exists():
         state = load_checkpoint(ckpt, dm, opt)

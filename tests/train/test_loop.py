@@ -89,9 +89,9 @@ def test_schedule_warms_up_then_decays():
     assert all(a >= b for a, b in zip(lrs[9:], lrs[10:], strict=False)) and lrs[-1] < 0.01
 
 
-def test_max_minutes_fits_the_schedule_and_resume_keeps_the_plan(chat_backbone, tmp_path,
-                                                                  monkeypatch):
-    """A fake clock at 10 s per step: a 2-minute budget plans 10 steps (85 %) of the asked 100."""
+@pytest.fixture
+def ten_seconds_per_step(monkeypatch):
+    """A fake training clock: every step takes exactly 10 s."""
     import agentmem.train.loop as loop
 
     clock = {"t": 0.0}
@@ -103,6 +103,11 @@ def test_max_minutes_fits_the_schedule_and_resume_keeps_the_plan(chat_backbone, 
 
     monkeypatch.setattr(loop.time, "perf_counter", lambda: clock["t"])
     monkeypatch.setattr(loop, "train_step", slow_step)
+
+
+def test_max_minutes_fits_the_schedule_and_resume_keeps_the_plan(chat_backbone, tmp_path,
+                                                                  ten_seconds_per_step):
+    """A fake clock at 10 s per step: a 2-minute budget plans 10 steps (85 %) of the asked 100."""
     data = tmp_path / "train.jsonl"
     write_jsonl(data, episodes())
     cfg = TrainConfig(data=[str(data)], out=str(tmp_path / "run"), backbone=str(chat_backbone),
@@ -161,9 +166,11 @@ def test_init_adapter_starts_from_its_weights(chat_backbone, tmp_path):
     b = load_file(str(again / "delta_mem_adapter.safetensors"))
     assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
     assert json.loads((again / "delta_mem_config.json").read_text())["rank"] == 4
-    fresh = train(TrainConfig(out=str(tmp_path / "c"), steps=0, **common))
+    # and what it started from is the trained adapter, not a fresh rank-4 initialisation
+    fresh = train(TrainConfig(out=str(tmp_path / "c"), steps=0,
+                              adapter={"write_mode": "message", "rank": 4}, **common))
     c = load_file(str(fresh / "delta_mem_adapter.safetensors"))
-    assert any(not torch.equal(a[k], c[k]) for k in a if k in c) or a.keys() != c.keys()
+    assert c.keys() == a.keys() and any(not torch.equal(a[k], c[k]) for k in a)
 
 
 def test_init_adapter_from_another_backbone_is_refused(chat_backbone, tmp_path):
@@ -181,18 +188,7 @@ def test_init_adapter_from_another_backbone_is_refused(chat_backbone, tmp_path):
 
 
 def test_max_minutes_with_huge_nominal_steps_still_warms_up_fast(chat_backbone, tmp_path,
-                                                                  monkeypatch):
-    import agentmem.train.loop as loop
-
-    clock = {"t": 0.0}
-    real_step = loop.train_step
-
-    def slow_step(*args, **kwargs):
-        clock["t"] += 10.0
-        return real_step(*args, **kwargs)
-
-    monkeypatch.setattr(loop.time, "perf_counter", lambda: clock["t"])
-    monkeypatch.setattr(loop, "train_step", slow_step)
+                                                                  ten_seconds_per_step):
     data = tmp_path / "train.jsonl"
     write_jsonl(data, episodes())
     cfg = TrainConfig(data=[str(data)], out=str(tmp_path / "run"), backbone=str(chat_backbone),
