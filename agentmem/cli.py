@@ -72,9 +72,16 @@ def _eval(args: argparse.Namespace) -> int:
     from pathlib import Path
 
     from agentmem.eval_report import last_line, write_outputs
-    from agentmem.evaluate import EvalOptions, evaluate
+    from agentmem.evaluate import EvalOptions, evaluate, parse_shard, shard_of
 
+    try:
+        shard = parse_shard(args.shard) if args.shard else None
+    except ValueError as e:
+        print(f"agentmem eval: {e}", file=sys.stderr)
+        return 2
     episodes = _eval_episodes(args)
+    if shard:
+        episodes = shard_of(episodes, *shard)
     dm, tok = _load_model(args.backbone, args.adapter, args.device)
     opts = EvalOptions(max_minutes=args.max_minutes, regimes=args.regimes.split(","), window=args.window,
                        budget_tokens=args.budget_tokens, generate=not args.no_generate,
@@ -85,7 +92,24 @@ def _eval(args: argparse.Namespace) -> int:
     meta = {"command": "agentmem " + " ".join(sys.argv[1:]), "episodes": done,
             "episodes_requested": len(episodes), "device": str(dm.model.device),
             "adapter": str(args.adapter), "adapter_fingerprint": dm.fingerprint(),
-            "scoring": "mean log-prob per reply token (length-normalised)"}
+            "scoring": "mean log-prob per reply token (length-normalised)",
+            "data": str(args.data), "regimes": opts.regimes, "shard": args.shard or "1/1"}
+    print(write_outputs(Path(args.out), summary, rows, meta))
+    print(last_line(summary))
+    return 0
+
+
+def _eval_merge(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from agentmem.errors import EvalMergeError
+    from agentmem.eval_report import last_line, merge_folders, write_outputs
+
+    try:
+        summary, rows, meta = merge_folders([Path(f) for f in args.folders])
+    except EvalMergeError as e:
+        print(f"agentmem eval-merge: {e}", file=sys.stderr)
+        return 2
     print(write_outputs(Path(args.out), summary, rows, meta))
     print(last_line(summary))
     return 0
@@ -175,8 +199,15 @@ def _add_eval(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--max-minutes", type=float, default=None,
                    help="stop after this many minutes and report the episodes done so far")
     p.add_argument("--device", default="auto", help="auto (CUDA when available), cpu, cuda, cuda:N")
+    p.add_argument("--shard", default=None,
+                   help="K/N: evaluate only the K-th of N contiguous blocks (merge the folders "
+                        "with eval-merge)")
     p.add_argument("--out", default="eval_out")
     p.set_defaults(func=_eval)
+    m = sub.add_parser("eval-merge", help="merge the folders of `eval --shard K/N` runs into one")
+    m.add_argument("folders", nargs="+", help="eval output folders (results.json + rows.jsonl)")
+    m.add_argument("--out", required=True)
+    m.set_defaults(func=_eval_merge)
 
 
 def _unavailable(error: ImportError):

@@ -61,3 +61,8 @@ class MemoryConflictError(AgentMemError):
 
 class MissingMemoryKeyError(AgentMemError, ValueError):
     """A memory operation without ``configurable.thread_id`` / ``configurable.agent_id``."""
+
+
+class EvalMergeError(AgentMemError, ValueError):
+    """Evaluation folders that cannot be merged (another adapter, data set or regime list, or
+    overlapping shards)."""

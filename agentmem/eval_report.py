@@ -78,3 +78,45 @@ def write_outputs(out: Path, summary: dict[str, Any], rows: list[Any], meta: dic
     (out / "results.md").write_text(f"# Evaluation\n\n`{meta.get('command', '')}`\n\n{table}\n")
     chart(summary, out / "chart.png")
     return table
+
+
+def merge_folders(folders: list[Path]) -> tuple[dict[str, Any], list[Any], dict[str, Any]]:
+    """Summary, rows and meta of shards of one evaluation (``agentmem eval --shard K/N`` run into
+    separate folders), as if it had run in one process.
+
+    Refuses (:class:`EvalMergeError`) folders of another adapter, data file, regime list or shard
+    count, and a shard given twice."""
+    from agentmem.errors import EvalMergeError
+    from agentmem.evaluate import Row, summarize
+
+    if not folders:
+        raise EvalMergeError("nothing to merge: give the evaluation folders")
+    metas, rows, regimes = [], [], None
+    for folder in folders:
+        results, rows_file = folder / "results.json", folder / "rows.jsonl"
+        if not results.is_file() or not rows_file.is_file():
+            raise EvalMergeError(f"{folder}: no results.json and rows.jsonl (not an eval folder)")
+        meta = json.loads(results.read_text())["meta"]
+        folder_rows = [Row(**json.loads(line)) for line in rows_file.read_text().splitlines() if line]
+        names = meta.get("regimes") or list(dict.fromkeys(r.regime for r in folder_rows))
+        if regimes is not None and names != regimes:
+            raise EvalMergeError(f"{folder}: regimes {names} differ from {regimes}")
+        regimes = names
+        metas.append(meta)
+        rows.extend(folder_rows)
+    for key in ("adapter_fingerprint", "data", "scoring"):
+        values = {m.get(key) for m in metas}
+        if len(values) > 1:
+            raise EvalMergeError(f"the folders differ in {key}: {sorted(map(str, values))}")
+    shards = [m.get("shard", "1/1") for m in metas]
+    if len({s.split("/")[1] for s in shards}) > 1 or len(set(shards)) < len(shards):
+        raise EvalMergeError(f"shards {shards}: expected distinct shards K/N of one N")
+    first = metas[0]
+    meta = {"command": "; ".join(m["command"] for m in metas),
+            "episodes": sum(m["episodes"] for m in metas),
+            "episodes_requested": sum(m.get("episodes_requested", m["episodes"]) for m in metas),
+            "device": ", ".join(sorted({str(m.get("device")) for m in metas})),
+            "adapter": first.get("adapter"), "adapter_fingerprint": first.get("adapter_fingerprint"),
+            "data": first.get("data"), "scoring": first.get("scoring"), "regimes": regimes,
+            "shards": sorted(shards, key=lambda s: int(s.split("/")[0]))}
+    return summarize(rows), rows, meta

@@ -59,6 +59,21 @@ class Row:
     extra: dict[str, Any] = field(default_factory=dict)
 
 
+def parse_shard(text: str) -> tuple[int, int]:
+    """``"K/N"`` (1 ≤ K ≤ N) → (K, N)."""
+    k, sep, n = text.partition("/")
+    if not sep or not k.isdigit() or not n.isdigit() or not 1 <= int(k) <= int(n):
+        raise ValueError(f"shard={text!r}; expected K/N with 1 <= K <= N, e.g. 2/4")
+    return int(k), int(n)
+
+
+def shard_of(episodes: list[Any], k: int, n: int) -> list[Any]:
+    """Shard K of N: a contiguous block, so bAbI questions of one story (and LoCoMo questions of
+    one conversation) mostly stay together and share the history writer's prefix cache."""
+    lo, hi = (k - 1) * len(episodes) // n, k * len(episodes) // n
+    return episodes[lo:hi]
+
+
 def _swapped_history(ep: Any) -> tuple[list[dict[str, str]], str] | None:
     swap = (ep.meta or {}).get("swap")
     if not swap or not ep.candidates:

@@ -130,3 +130,54 @@ def test_eval_on_cuda_matches_cpu(chat_backbone, tmp_path, capsys):
     for regime in REGIMES:
         assert got[0][regime]["mc_acc"] == got[1][regime]["mc_acc"], regime
         assert abs(got[0][regime]["f1"] - got[1][regime]["f1"]) <= 0.25, regime
+
+
+def _eval_json(capsys) -> dict:
+    return json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+
+
+def test_shards_merge_to_the_unsharded_evaluation(chat_backbone, tmp_path, capsys):
+    data = tmp_path / "eps.jsonl"
+    write_jsonl(data, [episode(i, n) for i, n in enumerate(NAMES + NAMES[:1])])  # 5: uneven shards
+    common = ["eval", "--data", str(data), "--backbone", str(chat_backbone), "--adapter", "none",
+              "--regimes", "no-memory,memory-only,memory+window", "--max-new-tokens", "3",
+              "--device", "cpu"]
+    torch.manual_seed(0)  # the fresh adapter's init, the same in every run
+    assert main(common + ["--out", str(tmp_path / "whole")]) == 0
+    whole = _eval_json(capsys)
+    for k in (1, 2):
+        torch.manual_seed(0)
+        assert main(common + ["--shard", f"{k}/2", "--out", str(tmp_path / f"s{k}")]) == 0
+        assert sum(1 for _ in open(tmp_path / f"s{k}" / "rows.jsonl")) == 3 * (2 if k == 1 else 3)
+    capsys.readouterr()
+    assert main(["eval-merge", str(tmp_path / "s2"), str(tmp_path / "s1"),
+                 "--out", str(tmp_path / "merged")]) == 0
+    assert _eval_json(capsys) == whole
+    merged = json.loads((tmp_path / "merged" / "results.json").read_text())
+    unsharded = json.loads((tmp_path / "whole" / "results.json").read_text())
+    assert merged["summary"] == unsharded["summary"]
+    assert merged["meta"]["shards"] == ["1/2", "2/2"] and merged["meta"]["episodes"] == 5
+
+
+def test_merge_refuses_mismatched_folders(chat_backbone, tmp_path, capsys):
+    data = tmp_path / "eps.jsonl"
+    write_jsonl(data, [episode(i, n) for i, n in enumerate(NAMES)])
+    def common(regimes: str = "no-memory", seed: int = 0) -> list[str]:
+        torch.manual_seed(seed)  # the fresh adapter's init
+        return ["eval", "--data", str(data), "--backbone", str(chat_backbone), "--adapter", "none",
+                "--regimes", regimes, "--no-generate", "--device", "cpu"]
+
+    assert main(common() + ["--shard", "1/2", "--out", str(tmp_path / "a")]) == 0
+    assert main(common() + ["--shard", "1/2", "--limit", "2", "--out", str(tmp_path / "b")]) == 0
+    assert main(common("window") + ["--shard", "2/2", "--out", str(tmp_path / "c")]) == 0
+    assert main(common(seed=1) + ["--shard", "2/2", "--out", str(tmp_path / "e")]) == 0
+    capsys.readouterr()
+    for folders, message in ([["a", "b"], "distinct shards"], [["a", "c"], "regimes"],
+                             [["a", "e"], "adapter_fingerprint"],
+                             [["a", "missing"], "not an eval folder"]):
+        assert main(["eval-merge", *(str(tmp_path / f) for f in folders),
+                     "--out", str(tmp_path / "m")]) == 2
+        assert message in capsys.readouterr().err
+    assert not (tmp_path / "m").exists()  # nothing half-written
+    assert main(common() + ["--shard", "3/2", "--out", str(tmp_path / "d")]) == 2
+    assert "K/N" in capsys.readouterr().err
