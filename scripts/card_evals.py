@@ -21,7 +21,12 @@ def section(title: str, folder: Path) -> str:
     done, asked = meta["episodes"], meta.get("episodes_requested", meta["episodes"])
     scope = f"{done} of {asked} episodes" if done != asked else f"{done} episodes"
     device = f", on {meta['device']}" if meta.get("device") else ""
-    return "\n".join([f"### {title} ({scope}{device})", "", f"`{meta['command']}`", "",
+    command = f"`{meta['command']}`"
+    shards = meta.get("shards") or []
+    if len(shards) > 1:  # merged by `agentmem eval-merge`: show the first shard's command
+        command = (f"`{meta['command'].split('; ')[0]}`, and likewise shards 2–{len(shards)} of "
+                   f"{len(shards)}, side by side, merged with `agentmem eval-merge`")
+    return "\n".join([f"### {title} ({scope}{device})", "", command, "",
                       markdown_table(summary), ""])
 
 
