@@ -24,30 +24,15 @@ T_PROBE_EVAL=${T_PROBE_EVAL:-1.5}
 BATCH=${BATCH:-32}
 W=${WORK:-/tmp/sitting}
 PY=${PY:-python3}
-mkdir -p "$W/eval" "$W/merged" "$OUT"
+mkdir -p "$W/merged" "$OUT"
 started=$(date +%s)
-say() { echo "[$(( $(date +%s) - started ))s] $*"; }
-limit() { awk "BEGIN{print int($1*60+120)}"; }
+# shellcheck source=scripts/gpu_shards.sh
+. "$(dirname "$0")/gpu_shards.sh"
 
 $PY -c "from agentmem.backbones import load_backbone; load_backbone()" || exit 1
 say "backbone ready; evaluating $ADAPTER ($SHARDS, $T_EVAL min), probes for $T_PROBE min"
 
-data_of() {  # suite -> episodes file and extra eval flags
-  case $1 in
-    synthetic) echo "$DATA/syn_test.jsonl --gen-limit 5" ;;
-    locomo) echo "$DATA/locomo.jsonl" ;;
-    qa*) echo "$DATA/babi_test_$1.jsonl --gen-limit 2" ;;
-  esac
-}
-for spec in $SHARDS; do
-  suite=${spec%%:*} n=${spec##*:}
-  for k in $(seq 1 "$n"); do
-    # shellcheck disable=SC2046  # data_of gives a file and flags
-    timeout "$(limit "$T_EVAL")" $PY -m agentmem.cli eval --data $(data_of "$suite") \
-      --adapter "$ADAPTER" --shard "$k/$n" --device "$DEVICE" --max-minutes "$T_EVAL" \
-      --out "$W/eval/$suite.$k" > "$W/eval/$suite.$k.log" 2>&1 &
-  done
-done
+start_shards "$ADAPTER" "$T_EVAL" "$SHARDS"
 
 probe() {  # name, flags: train memory-only on PROBE_DATA, then evaluate on PROBE_TEST
   local name=$1 flags=$2
@@ -69,16 +54,6 @@ for spec in "${specs[@]}"; do
   probe "${spec%%:*}" "${spec#*:}" &
 done
 wait
-for spec in $SHARDS; do
-  suite=${spec%%:*} n=${spec##*:}
-  # shellcheck disable=SC2046  # one folder per shard
-  $PY -m agentmem.cli eval-merge $(seq -f "$W/eval/$suite.%g" 1 "$n") --out "$W/merged/$suite" \
-    > "$W/merged/$suite.log" 2>&1 &
-done
-wait
-for spec in $SHARDS; do
-  suite=${spec%%:*}
-  say "$suite: $(tail -n 1 "$W/merged/$suite.log" | cut -c1-600)"
-done
+merge_shards "$SHARDS"
 tar -C "$W" -czf "$OUT/evals.tar.gz" eval merged
 say "done"

@@ -32,9 +32,10 @@ TRAIN_FLAGS=${TRAIN_FLAGS:---data $DATA/syn_train.jsonl --data $DATA/babi_train6
 SHARDS=${SHARDS:-synthetic:4 qa1:2 qa2:2 qa3:4 qa4:1 qa5:2 locomo:1}
 W=${WORK:-/tmp/round}
 PY=${PY:-python3}
-mkdir -p "$W/eval" "$OUT"
+mkdir -p "$W" "$OUT"
 started=$(date +%s)
-say() { echo "[$(( $(date +%s) - started ))s] $*"; }
+# shellcheck source=scripts/gpu_shards.sh
+. "$(dirname "$0")/gpu_shards.sh"
 
 $PY -c "from agentmem.backbones import load_backbone; load_backbone()" || exit 1
 say "backbone ready"
@@ -42,7 +43,7 @@ say "backbone ready"
 if [ "$T_TRAIN" != 0 ]; then
   say "training for $T_TRAIN min on $DEVICE: $TRAIN_FLAGS"
   # shellcheck disable=SC2086  # TRAIN_FLAGS is a list of flags
-  timeout $(awk "BEGIN{print int($T_TRAIN*60+120)}") $PY -m agentmem.cli train $TRAIN_FLAGS \
+  timeout "$(limit "$T_TRAIN")" $PY -m agentmem.cli train $TRAIN_FLAGS \
     --out "$W/main" --batch-size "$BATCH" --save-every 50 --seed 0 --device "$DEVICE" \
     --max-minutes "$T_TRAIN" > "$W/main.train.log" 2>&1
   say "trained: $(tail -c 300 "$W/main.train.log" | tr '\r' '\n' | tail -2 | head -1)"
@@ -50,32 +51,10 @@ if [ "$T_TRAIN" != 0 ]; then
 fi
 ADAPTER=${ADAPTER:?adapter folder (or train one)}
 
-data_of() {  # suite -> episodes file and extra eval flags
-  case $1 in
-    synthetic) echo "$DATA/syn_test.jsonl --gen-limit 5" ;;
-    locomo) echo "$DATA/locomo.jsonl" ;;
-    qa*) echo "$DATA/babi_test_$1.jsonl --gen-limit 2" ;;
-  esac
-}
-
 say "evaluating $ADAPTER for $T_EVAL min: $SHARDS"
-for spec in $SHARDS; do
-  suite=${spec%%:*} n=${spec##*:}
-  for k in $(seq 1 "$n"); do
-    # shellcheck disable=SC2046  # data_of gives a file and flags
-    timeout $(awk "BEGIN{print int($T_EVAL*60+120)}") $PY -m agentmem.cli eval \
-      --data $(data_of "$suite") --adapter "$ADAPTER" --shard "$k/$n" --device "$DEVICE" \
-      --max-minutes "$T_EVAL" --out "$W/eval/$suite.$k" > "$W/eval/$suite.$k.log" 2>&1 &
-  done
-done
+start_shards "$ADAPTER" "$T_EVAL" "$SHARDS"
 wait
-mkdir -p "$W/merged"
-for spec in $SHARDS; do
-  suite=${spec%%:*} n=${spec##*:}
-  $PY -m agentmem.cli eval-merge $(seq -f "$W/eval/$suite.%g" 1 "$n") --out "$W/merged/$suite" \
-    > "$W/merged/$suite.log" 2>&1
-  say "$suite: $(tail -n 1 "$W/merged/$suite.log" | cut -c1-600)"
-done
+merge_shards "$SHARDS"
 
 [ "$T_TRAIN" != 0 ] && tar -C "$W" -cf "$OUT/adapter.tar" main/adapter main/train_log.jsonl \
   main/loss.png main.train.log
