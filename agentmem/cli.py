@@ -72,7 +72,7 @@ def _eval(args: argparse.Namespace) -> int:
     from pathlib import Path
 
     from agentmem.eval_report import last_line, write_outputs
-    from agentmem.evaluate import EvalOptions, evaluate, parse_shard, shard_of
+    from agentmem.evaluate import EvalOptions, evaluate, parse_shard, protocol_options, shard_of
 
     try:
         shard = parse_shard(args.shard) if args.shard else None
@@ -93,10 +93,18 @@ def _eval(args: argparse.Namespace) -> int:
             "episodes_requested": len(episodes), "device": str(dm.model.device),
             "adapter": str(args.adapter), "adapter_fingerprint": dm.fingerprint(),
             "scoring": "mean log-prob per reply token (length-normalised)",
-            "data": str(args.data), "regimes": opts.regimes, "shard": args.shard or "1/1"}
+            "data": str(args.data), "data_sha256": _sha256(args.data), "backbone_id": dm.backbone_id,
+            "options": protocol_options(opts), "regimes": opts.regimes, "shard": args.shard or "1/1"}
     print(write_outputs(Path(args.out), summary, rows, meta))
     print(last_line(summary))
     return 0
+
+
+def _sha256(path: str) -> str:
+    import hashlib
+
+    with open(path, "rb") as f:
+        return hashlib.file_digest(f, "sha256").hexdigest()
 
 
 def _eval_merge(args: argparse.Namespace) -> int:
@@ -106,7 +114,8 @@ def _eval_merge(args: argparse.Namespace) -> int:
     from agentmem.eval_report import last_line, merge_folders, write_outputs
 
     try:
-        summary, rows, meta = merge_folders([Path(f) for f in args.folders])
+        summary, rows, meta = merge_folders([Path(f) for f in args.folders],
+                                            common_episodes=args.common_episodes)
     except EvalMergeError as e:
         print(f"agentmem eval-merge: {e}", file=sys.stderr)
         return 2
@@ -204,8 +213,13 @@ def _add_eval(sub: argparse._SubParsersAction) -> None:
                         "with eval-merge)")
     p.add_argument("--out", default="eval_out")
     p.set_defaults(func=_eval)
-    m = sub.add_parser("eval-merge", help="merge the folders of `eval --shard K/N` runs into one")
+    m = sub.add_parser("eval-merge", help="merge eval folders into one: shards of a run (`eval "
+                       "--shard K/N`) and runs of disjoint regimes on the same episodes (e.g. a new "
+                       "adapter's memory regimes beside an earlier run's adapter-free baselines)")
     m.add_argument("folders", nargs="+", help="eval output folders (results.json + rows.jsonl)")
+    m.add_argument("--common-episodes", action="store_true",
+                   help="when regime groups cover different episodes (a run stopped by "
+                        "--max-minutes), keep the episodes every group has instead of refusing")
     m.add_argument("--out", required=True)
     m.set_defaults(func=_eval_merge)
 

@@ -80,43 +80,113 @@ def write_outputs(out: Path, summary: dict[str, Any], rows: list[Any], meta: dic
     return table
 
 
-def merge_folders(folders: list[Path]) -> tuple[dict[str, Any], list[Any], dict[str, Any]]:
-    """Summary, rows and meta of shards of one evaluation (``agentmem eval --shard K/N`` run into
-    separate folders), as if it had run in one process.
+BASELINE_KEYS = ("backbone_id", "scoring", "options")
 
-    Refuses (:class:`EvalMergeError`) folders of another adapter, data file, regime list or shard
-    count, and a shard given twice."""
+
+def _load_folder(folder: Path) -> tuple[dict[str, Any], list[Any], list[str]]:
     from agentmem.errors import EvalMergeError
-    from agentmem.evaluate import Row, summarize
+    from agentmem.evaluate import Row
+
+    results, rows_file = folder / "results.json", folder / "rows.jsonl"
+    if not results.is_file() or not rows_file.is_file():
+        raise EvalMergeError(f"{folder}: no results.json and rows.jsonl (not an eval folder)")
+    meta = json.loads(results.read_text())["meta"]
+    rows = [Row(**json.loads(line)) for line in rows_file.read_text().splitlines() if line]
+    return meta, rows, meta.get("regimes") or list(dict.fromkeys(r.regime for r in rows))
+
+
+def _same(metas: list[dict[str, Any]], key: str, what: str) -> None:
+    from agentmem.errors import EvalMergeError
+
+    values = {json.dumps(m.get(key), sort_keys=True) for m in metas}
+    if len(values) > 1:
+        raise EvalMergeError(f"the folders differ in {key} ({what}): {sorted(values)}")
+
+
+def merge_folders(folders: list[Path], common_episodes: bool = False,
+                  ) -> tuple[dict[str, Any], list[Any], dict[str, Any]]:
+    """Summary, rows and meta of several ``agentmem eval`` folders as one evaluation.
+
+    Folders with the same regime list are shards of one run (``eval --shard K/N``): distinct K of
+    one N, one adapter. Folders with disjoint regime lists are combined side by side on the same
+    episodes, so a new adapter needs only its memory regimes evaluated: the regimes that never
+    read the memory (no-memory, window, full-context, bm25) do not depend on the adapter (a zero
+    state leaves the frozen model's logits unchanged), so their folders may come from any adapter
+    of the same backbone; every folder with a memory regime must share one adapter fingerprint.
+
+    Args:
+        folders: Evaluation output folders (``results.json`` + ``rows.jsonl``).
+        common_episodes: When combined regime groups cover different episodes (a run stopped by
+            ``--max-minutes``), keep the episodes every group has instead of refusing.
+
+    Raises:
+        EvalMergeError: Nothing to merge, a folder that is no eval folder, folders of another
+            data file, backbone, scoring or prompt options, memory regimes of two adapters, a
+            regime in two groups, a repeated shard, or groups over different episodes.
+    """
+    from agentmem.errors import EvalMergeError
+    from agentmem.evaluate import summarize
+    from agentmem.protocol import MEMORY_REGIMES, REGIMES
 
     if not folders:
         raise EvalMergeError("nothing to merge: give the evaluation folders")
-    metas, rows, regimes = [], [], None
+    groups: dict[tuple[str, ...], list[tuple[dict[str, Any], list[Any]]]] = {}
     for folder in folders:
-        results, rows_file = folder / "results.json", folder / "rows.jsonl"
-        if not results.is_file() or not rows_file.is_file():
-            raise EvalMergeError(f"{folder}: no results.json and rows.jsonl (not an eval folder)")
-        meta = json.loads(results.read_text())["meta"]
-        folder_rows = [Row(**json.loads(line)) for line in rows_file.read_text().splitlines() if line]
-        names = meta.get("regimes") or list(dict.fromkeys(r.regime for r in folder_rows))
-        if regimes is not None and names != regimes:
-            raise EvalMergeError(f"{folder}: regimes {names} differ from {regimes}")
-        regimes = names
-        metas.append(meta)
-        rows.extend(folder_rows)
-    for key in ("adapter_fingerprint", "data", "scoring"):
-        values = {m.get(key) for m in metas}
-        if len(values) > 1:
-            raise EvalMergeError(f"the folders differ in {key}: {sorted(map(str, values))}")
-    shards = [m.get("shard", "1/1") for m in metas]
-    if len({s.split("/")[1] for s in shards}) > 1 or len(set(shards)) < len(shards):
-        raise EvalMergeError(f"shards {shards}: expected distinct shards K/N of one N")
-    first = metas[0]
+        meta, rows, regimes = _load_folder(folder)
+        groups.setdefault(tuple(regimes), []).append((meta, rows))
+    metas = [m for members in groups.values() for m, _ in members]
+    _same(metas, "data_sha256" if all("data_sha256" in m for m in metas) else "data", "data file")
+    for key in BASELINE_KEYS:
+        _same(metas, key, "backbone, scoring and prompt options must match")
+    _same([m for m in metas if set(m.get("regimes") or ()) & set(MEMORY_REGIMES)]
+          or metas[:1], "adapter_fingerprint", "memory regimes of one adapter")
+    seen: dict[str, tuple[str, ...]] = {}
+    for regimes, members in groups.items():
+        _same([m for m, _ in members], "adapter_fingerprint", "shards of one evaluation")
+        shards = [m.get("shard", "1/1") for m, _ in members]
+        if len({s.split("/")[1] for s in shards}) > 1 or len(set(shards)) < len(shards):
+            raise EvalMergeError(f"shards {shards} of regimes {list(regimes)}: expected distinct "
+                                 "shards K/N of one N")
+        for regime in regimes:
+            if regime in seen:
+                raise EvalMergeError(f"regime {regime} is in two groups of folders: {list(seen[regime])} "
+                                     f"and {list(regimes)} (shards of one run share one regime list)")
+            seen[regime] = regimes
+    group_rows = {g: [r for _, rows in members for r in rows] for g, members in groups.items()}
+    keep = None
+    if len(groups) > 1:
+        ids = {g: {r.episode for r in rows} for g, rows in group_rows.items()}
+        if any(None in s for s in ids.values()):
+            raise EvalMergeError("rows without episode ids (evaluated by an older agentmem) can only "
+                                 "be merged as shards of one regime list")
+        common = set.intersection(*ids.values())
+        if any(s != common for s in ids.values()):
+            counts = {"+".join(g): len(s) for g, s in ids.items()}
+            if not common_episodes:
+                raise EvalMergeError(f"the regime groups cover different episodes {counts}; "
+                                     "pass --common-episodes to keep the ones all groups have")
+            keep = common
+    order = {r: i for i, r in enumerate(REGIMES)}
+    rows = [r for g in sorted(group_rows, key=lambda g: min(order.get(x, len(order)) for x in g))
+            for r in group_rows[g] if keep is None or r.episode in keep]
+    rows.sort(key=lambda r: order.get(r.regime, len(order)))  # stable: episode order within a regime
+    mem_metas = [m for m in metas if set(m.get("regimes") or ()) & set(MEMORY_REGIMES)] or metas[:1]
+    first = mem_metas[0]
+    regimes = list(dict.fromkeys(r.regime for r in rows))
     meta = {"command": "; ".join(m["command"] for m in metas),
-            "episodes": sum(m["episodes"] for m in metas),
-            "episodes_requested": sum(m.get("episodes_requested", m["episodes"]) for m in metas),
+            "episodes": sum(1 for r in rows if r.regime == regimes[0]),
+            "episodes_requested": max(sum(m.get("episodes_requested", m["episodes"]) for m, _ in members)
+                                      for members in groups.values()),
             "device": ", ".join(sorted({str(m.get("device")) for m in metas})),
             "adapter": first.get("adapter"), "adapter_fingerprint": first.get("adapter_fingerprint"),
             "data": first.get("data"), "scoring": first.get("scoring"), "regimes": regimes,
-            "shards": sorted(shards, key=lambda s: int(s.split("/")[0]))}
+            "shards": sorted({m.get("shard", "1/1") for m in metas}, key=lambda s: int(s.split("/")[0]))}
+    for key in ("data_sha256", *BASELINE_KEYS):
+        if key in first:
+            meta[key] = first[key]
+    others = sorted({m.get("adapter_fingerprint") for m in metas} - {meta["adapter_fingerprint"]})
+    if others:
+        meta["baseline_adapter_fingerprints"] = others
+    if keep is not None:
+        meta["common_episodes"] = len(keep)
     return summarize(rows), rows, meta

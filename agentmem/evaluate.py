@@ -50,6 +50,7 @@ class Row:
 
     regime: str
     category: str
+    episode: str | None = None  # the episode's id, so regime groups of two runs can be joined
     correct: float | None = None
     chance: float | None = None
     em: float | None = None
@@ -57,6 +58,13 @@ class Row:
     swap_follow: float | None = None
     swap_base: float | None = None
     extra: dict[str, Any] = field(default_factory=dict)
+
+
+def protocol_options(opts: EvalOptions) -> dict[str, Any]:
+    """The options that change what a regime's rows are (recorded in the results' meta, so
+    `eval-merge` only joins folders evaluated the same way)."""
+    return {"window": opts.window, "bm25_k": opts.bm25_k, "budget_tokens": opts.budget_tokens,
+            "prompt_tokens": opts.prompt_tokens, "max_new_tokens": opts.max_new_tokens}
 
 
 def parse_shard(text: str) -> tuple[int, int]:
@@ -98,7 +106,7 @@ def evaluate_episode(dm: DeltaMemModel, tok: Any, ep: Any, opts: EvalOptions,
     for regime in opts.regimes:
         prompt = fit_prompt(tok, read_prompt(regime, ep.history, ep.question, window=opts.window,
                                              bm25_k=opts.bm25_k), opts.prompt_tokens)
-        row = Row(regime, ep.category or "all")
+        row = Row(regime, ep.category or "all", episode=ep.id)
         if ep.candidates:
             pred = _predict(dm, tok, prompt, ep, state)
             row.correct, row.chance = float(pred == ep.answer), 1 / len(ep.candidates)

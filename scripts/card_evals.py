@@ -9,10 +9,29 @@ Each argument is TITLE=FOLDER (a folder holding results.json); the tables are th
 from __future__ import annotations
 
 import json
+import re
 import sys
 from pathlib import Path
 
 from agentmem.eval_report import markdown_table
+
+
+def describe_commands(joined: str) -> str:
+    """The commands behind a folder: shards of one run collapse into their first command with
+    "and likewise shards 2–N"; runs combined by regime (`eval-merge` of disjoint regime lists)
+    are listed one per line."""
+    runs: dict[str, list[str]] = {}
+    for cmd in joined.split("; "):
+        key = re.sub(r" --(shard|out) \S+", "", cmd)
+        runs.setdefault(key, []).append(cmd)
+    lines = []
+    for cmds in runs.values():
+        n = len(cmds)
+        lines.append(f"`{cmds[0]}`" + (f", and likewise shards 2–{n} of {n}, side by side" if n > 1
+                                       else ""))
+    if len(joined.split("; ")) > 1:
+        lines[-1] += ", merged with `agentmem eval-merge`"
+    return "\n".join(f"- {line}" for line in lines) if len(lines) > 1 else lines[0]
 
 
 def section(title: str, folder: Path) -> str:
@@ -21,11 +40,7 @@ def section(title: str, folder: Path) -> str:
     done, asked = meta["episodes"], meta.get("episodes_requested", meta["episodes"])
     scope = f"{done} of {asked} episodes" if done != asked else f"{done} episodes"
     device = f", on {meta['device']}" if meta.get("device") else ""
-    command = f"`{meta['command']}`"
-    shards = meta.get("shards") or []
-    if len(shards) > 1:  # merged by `agentmem eval-merge`: show the first shard's command
-        command = (f"`{meta['command'].split('; ')[0]}`, and likewise shards 2–{len(shards)} of "
-                   f"{len(shards)}, side by side, merged with `agentmem eval-merge`")
+    command = describe_commands(meta["command"])
     return "\n".join([f"### {title} ({scope}{device})", "", command, "",
                       markdown_table(summary), ""])
 

@@ -159,25 +159,75 @@ def test_shards_merge_to_the_unsharded_evaluation(chat_backbone, tmp_path, capsy
     assert merged["meta"]["shards"] == ["1/2", "2/2"] and merged["meta"]["episodes"] == 5
 
 
+def test_merge_combines_baselines_of_any_adapter_with_memory_regimes(chat_backbone, tmp_path,
+                                                                      capsys):
+    """A new adapter needs only its memory regimes run: the adapter-free regimes of a run with
+    another adapter join them, and the result equals one run of every regime."""
+    data = tmp_path / "eps.jsonl"
+    write_jsonl(data, [episode(i, n) for i, n in enumerate(NAMES + NAMES[:1])])
+
+    def run(regimes: str, out: str, seed: int, *extra: str) -> dict:
+        torch.manual_seed(seed)  # the fresh adapter's init: seed 1 is another adapter
+        assert main(["eval", "--data", str(data), "--backbone", str(chat_backbone), "--adapter",
+                     "none", "--regimes", regimes, "--max-new-tokens", "3", "--device", "cpu",
+                     "--out", str(tmp_path / out), *extra]) == 0
+        return json.loads((tmp_path / out / "results.json").read_text())
+
+    whole = run("no-memory,window,memory-only,memory+window", "whole", 0)
+    run("window,no-memory", "base", 1)
+    run("memory-only,memory+window", "mem1", 0, "--shard", "1/2")
+    run("memory-only,memory+window", "mem2", 0, "--shard", "2/2")
+    capsys.readouterr()
+    assert main(["eval-merge", *(str(tmp_path / f) for f in ("mem2", "base", "mem1")),
+                 "--out", str(tmp_path / "merged")]) == 0
+    merged = json.loads((tmp_path / "merged" / "results.json").read_text())
+    assert merged["summary"] == whole["summary"]
+    assert list(merged["summary"]) == ["no-memory", "window", "memory-only", "memory+window"]
+    meta = merged["meta"]
+    assert meta["adapter_fingerprint"] == whole["meta"]["adapter_fingerprint"]
+    assert meta["baseline_adapter_fingerprints"] != [meta["adapter_fingerprint"]]
+    assert meta["episodes"] == 5 and meta["data_sha256"] == whole["meta"]["data_sha256"]
+
+    run("no-memory", "base3", 1, "--limit", "3")  # a run stopped early covers fewer episodes
+    capsys.readouterr()
+    folders = [str(tmp_path / f) for f in ("mem1", "mem2", "base3")]
+    assert main(["eval-merge", *folders, "--out", str(tmp_path / "m3")]) == 2
+    assert "--common-episodes" in capsys.readouterr().err and not (tmp_path / "m3").exists()
+    assert main(["eval-merge", *folders, "--common-episodes", "--out", str(tmp_path / "m3")]) == 0
+    got = json.loads((tmp_path / "m3" / "results.json").read_text())
+    assert got["meta"]["common_episodes"] == 3
+    assert {s["n"] for s in got["summary"].values()} == {3}
+
+
 def test_merge_refuses_mismatched_folders(chat_backbone, tmp_path, capsys):
     data = tmp_path / "eps.jsonl"
     write_jsonl(data, [episode(i, n) for i, n in enumerate(NAMES)])
-    def common(regimes: str = "no-memory", seed: int = 0) -> list[str]:
+    other = tmp_path / "other.jsonl"
+    write_jsonl(other, [episode(i, n) for i, n in enumerate(reversed(NAMES))])
+
+    def common(regimes: str = "no-memory", seed: int = 0, path=data) -> list[str]:
         torch.manual_seed(seed)  # the fresh adapter's init
-        return ["eval", "--data", str(data), "--backbone", str(chat_backbone), "--adapter", "none",
+        return ["eval", "--data", str(path), "--backbone", str(chat_backbone), "--adapter", "none",
                 "--regimes", regimes, "--no-generate", "--device", "cpu"]
 
     assert main(common() + ["--shard", "1/2", "--out", str(tmp_path / "a")]) == 0
     assert main(common() + ["--shard", "1/2", "--limit", "2", "--out", str(tmp_path / "b")]) == 0
     assert main(common("window") + ["--shard", "2/2", "--out", str(tmp_path / "c")]) == 0
-    assert main(common(seed=1) + ["--shard", "2/2", "--out", str(tmp_path / "e")]) == 0
+    assert main(common("memory-only") + ["--shard", "1/2", "--out", str(tmp_path / "f")]) == 0
+    assert main(common("memory-only", seed=1) + ["--shard", "2/2", "--out", str(tmp_path / "g")]) == 0
+    assert main(common("window,memory-only", seed=1) + ["--shard", "1/2",
+                                                         "--out", str(tmp_path / "h")]) == 0
+    assert main(common(path=other) + ["--shard", "2/2", "--out", str(tmp_path / "o")]) == 0
+    assert main(common("window") + ["--shard", "1/2", "--window", "1", "--out", str(tmp_path / "w")]) == 0
     capsys.readouterr()
-    for folders, message in ([["a", "b"], "distinct shards"], [["a", "c"], "regimes"],
-                             [["a", "e"], "adapter_fingerprint"],
+    for folders, message in ([["a", "b"], "distinct shards"], [["a", "c"], "different episodes"],
+                             [["f", "g"], "adapter_fingerprint"], [["f", "h"], "adapter_fingerprint"],
+                             [["c", "h"], "regime window is in two groups"],
+                             [["a", "o"], "data_sha256"], [["a", "w"], "options"],
                              [["a", "missing"], "not an eval folder"]):
         assert main(["eval-merge", *(str(tmp_path / f) for f in folders),
-                     "--out", str(tmp_path / "m")]) == 2
-        assert message in capsys.readouterr().err
+                     "--out", str(tmp_path / "m")]) == 2, folders
+        assert message in capsys.readouterr().err, folders
     assert not (tmp_path / "m").exists()  # nothing half-written
     assert main(common() + ["--shard", "3/2", "--out", str(tmp_path / "d")]) == 2
     assert "K/N" in capsys.readouterr().err
