@@ -80,7 +80,10 @@ def _eval(args: argparse.Namespace) -> int:
         print(f"agentmem eval: {e}", file=sys.stderr)
         return 2
     episodes = _eval_episodes(args)
+    span = [args.offset, args.offset + len(episodes)]  # requested episodes: [start, end) of the file
     if shard:
+        k, n = shard
+        span = [args.offset + (k - 1) * len(episodes) // n, args.offset + k * len(episodes) // n]
         episodes = shard_of(episodes, *shard)
     dm, tok = _load_model(args.backbone, args.adapter, args.device)
     opts = EvalOptions(max_minutes=args.max_minutes, regimes=args.regimes.split(","), window=args.window,
@@ -94,7 +97,8 @@ def _eval(args: argparse.Namespace) -> int:
             "adapter": str(args.adapter), "adapter_fingerprint": dm.fingerprint(),
             "scoring": "mean log-prob per reply token (length-normalised)",
             "data": str(args.data), "data_sha256": _sha256(args.data), "backbone_id": dm.backbone_id,
-            "options": protocol_options(opts), "regimes": opts.regimes, "shard": args.shard or "1/1"}
+            "options": protocol_options(opts), "regimes": opts.regimes, "shard": args.shard or "1/1",
+            "span": span}
     print(write_outputs(Path(args.out), summary, rows, meta))
     print(last_line(summary))
     return 0
@@ -137,6 +141,7 @@ def _eval_episodes(args: argparse.Namespace) -> list:
         from agentmem.data.episodes import read_jsonl
 
         episodes = read_jsonl(args.data)
+    episodes = episodes[args.offset:]
     return episodes[: args.limit] if args.limit else episodes
 
 
@@ -187,6 +192,13 @@ def _add_train(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(func=_train)
 
 
+def _non_negative(text: str) -> int:
+    value = int(text)
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"{value} < 0")
+    return value
+
+
 def _add_eval(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("eval", help="evaluate every regime side by side")
     p.add_argument("--data", required=True, help="episodes JSONL, or a bAbI / LoCoMo file")
@@ -196,6 +208,9 @@ def _add_eval(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--regimes", default="no-memory,window,full-context,memory-only,memory+window,"
                    "memory+full-context,bm25")
     p.add_argument("--limit", type=int, default=None)
+    p.add_argument("--offset", type=_non_negative, default=0,
+                   help="skip the first N episodes (with --limit: a slice; resumes a run stopped by "
+                        "--max-minutes, merged with eval-merge)")
     p.add_argument("--window", type=int, default=4)
     p.add_argument("--budget-tokens", type=int, default=2048)
     p.add_argument("--max-new-tokens", type=int, default=32)

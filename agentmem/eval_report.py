@@ -103,6 +103,35 @@ def _same(metas: list[dict[str, Any]], key: str, what: str) -> None:
         raise EvalMergeError(f"the folders differ in {key} ({what}): {sorted(values)}")
 
 
+def _requested(metas: list[dict[str, Any]]) -> int:
+    """Episodes the parts of one run were asked for: the union of their spans of the data file
+    (a run stopped early and its resumption by --offset overlap in what they were asked for)."""
+    def span(m: dict[str, Any]) -> list[int] | None:
+        if "span" in m:
+            return m["span"]
+        if m.get("shard", "1/1") == "1/1":  # before spans were recorded: no offset, whole file
+            return [0, m.get("episodes_requested", m["episodes"])]
+        return None
+
+    spans = [span(m) for m in metas]
+    if any(s is None for s in spans):
+        return sum(m.get("episodes_requested", m["episodes"]) for m in metas)
+    return len({i for s in spans for i in range(*s)})
+
+
+def _disjoint(parts: list[set[str]], regimes: tuple[str, ...]) -> None:
+    """Folders of one regime list are parts of one run (shards, or slices by --offset/--limit):
+    no episode may be in two of them."""
+    from agentmem.errors import EvalMergeError
+
+    seen: set[str] = set()
+    for part in parts:
+        if twice := seen & part:
+            raise EvalMergeError(f"episodes {sorted(twice)[:3]} of regimes {list(regimes)} are in "
+                                 "two folders: expected distinct shards or slices (--offset) of one run")
+        seen |= part
+
+
 def merge_folders(folders: list[Path], common_episodes: bool = False,
                   ) -> tuple[dict[str, Any], list[Any], dict[str, Any]]:
     """Summary, rows and meta of several ``agentmem eval`` folders as one evaluation.
@@ -143,10 +172,13 @@ def merge_folders(folders: list[Path], common_episodes: bool = False,
     seen: dict[str, tuple[str, ...]] = {}
     for regimes, members in groups.items():
         _same([m for m, _ in members], "adapter_fingerprint", "shards of one evaluation")
-        shards = [m.get("shard", "1/1") for m, _ in members]
-        if len({s.split("/")[1] for s in shards}) > 1 or len(set(shards)) < len(shards):
-            raise EvalMergeError(f"shards {shards} of regimes {list(regimes)}: expected distinct "
-                                 "shards K/N of one N")
+        if all(r.episode is not None for _, rows in members for r in rows):
+            _disjoint([{r.episode for r in rows} for _, rows in members], regimes)
+        else:  # rows of an older agentmem carry no episode ids: only the shard numbers tell
+            shards = [m.get("shard", "1/1") for m, _ in members]
+            if len({s.split("/")[1] for s in shards}) > 1 or len(set(shards)) < len(shards):
+                raise EvalMergeError(f"shards {shards} of regimes {list(regimes)}: expected distinct "
+                                     "shards K/N of one N")
         for regime in regimes:
             if regime in seen:
                 raise EvalMergeError(f"regime {regime} is in two groups of folders: {list(seen[regime])} "
@@ -175,8 +207,7 @@ def merge_folders(folders: list[Path], common_episodes: bool = False,
     regimes = list(dict.fromkeys(r.regime for r in rows))
     meta = {"command": "; ".join(m["command"] for m in metas),
             "episodes": sum(1 for r in rows if r.regime == regimes[0]),
-            "episodes_requested": max(sum(m.get("episodes_requested", m["episodes"]) for m, _ in members)
-                                      for members in groups.values()),
+            "episodes_requested": max(_requested([m for m, _ in members]) for members in groups.values()),
             "device": ", ".join(sorted({str(m.get("device")) for m in metas})),
             "adapter": first.get("adapter"), "adapter_fingerprint": first.get("adapter_fingerprint"),
             "data": first.get("data"), "scoring": first.get("scoring"), "regimes": regimes,

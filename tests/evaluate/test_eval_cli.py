@@ -188,6 +188,21 @@ def test_merge_combines_baselines_of_any_adapter_with_memory_regimes(chat_backbo
     assert meta["baseline_adapter_fingerprints"] != [meta["adapter_fingerprint"]]
     assert meta["episodes"] == 5 and meta["data_sha256"] == whole["meta"]["data_sha256"]
 
+    # a run stopped early, resumed with --offset: the parts merge into the whole run
+    run("memory-only,memory+window", "head", 0, "--limit", "3")
+    run("memory-only,memory+window", "tail", 0, "--offset", "3")
+    capsys.readouterr()
+    assert main(["eval-merge", str(tmp_path / "tail"), str(tmp_path / "head"), str(tmp_path / "base"),
+                 "--out", str(tmp_path / "resumed")]) == 0
+    resumed = json.loads((tmp_path / "resumed" / "results.json").read_text())
+    assert resumed["summary"] == whole["summary"]
+    assert resumed["meta"]["episodes"] == resumed["meta"]["episodes_requested"] == 5
+    run("memory-only,memory+window", "overlap", 0, "--offset", "2")
+    capsys.readouterr()
+    assert main(["eval-merge", str(tmp_path / "head"), str(tmp_path / "overlap"),
+                 "--out", str(tmp_path / "bad")]) == 2
+    assert "['e2'] of regimes" in capsys.readouterr().err and not (tmp_path / "bad").exists()
+
     run("no-memory", "base3", 1, "--limit", "3")  # a run stopped early covers fewer episodes
     capsys.readouterr()
     folders = [str(tmp_path / f) for f in ("mem1", "mem2", "base3")]
@@ -220,7 +235,7 @@ def test_merge_refuses_mismatched_folders(chat_backbone, tmp_path, capsys):
     assert main(common(path=other) + ["--shard", "2/2", "--out", str(tmp_path / "o")]) == 0
     assert main(common("window") + ["--shard", "1/2", "--window", "1", "--out", str(tmp_path / "w")]) == 0
     capsys.readouterr()
-    for folders, message in ([["a", "b"], "distinct shards"], [["a", "c"], "different episodes"],
+    for folders, message in ([["a", "b"], "in two folders"], [["a", "c"], "different episodes"],
                              [["f", "g"], "adapter_fingerprint"], [["f", "h"], "adapter_fingerprint"],
                              [["c", "h"], "regime window is in two groups"],
                              [["a", "o"], "data_sha256"], [["a", "w"], "options"],
@@ -231,3 +246,6 @@ def test_merge_refuses_mismatched_folders(chat_backbone, tmp_path, capsys):
     assert not (tmp_path / "m").exists()  # nothing half-written
     assert main(common() + ["--shard", "3/2", "--out", str(tmp_path / "d")]) == 2
     assert "K/N" in capsys.readouterr().err
+    with pytest.raises(SystemExit):  # argparse: exit status 2 with the reason
+        main(common() + ["--offset", "-1", "--out", str(tmp_path / "d")])
+    assert "--offset" in capsys.readouterr().err and not (tmp_path / "d").exists()
