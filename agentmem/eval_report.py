@@ -154,7 +154,7 @@ def merge_folders(folders: list[Path], common_episodes: bool = False,
             regime in two groups, a repeated shard, or groups over different episodes.
     """
     from agentmem.errors import EvalMergeError
-    from agentmem.evaluate import summarize
+    from agentmem.evaluate import measured, summarize
     from agentmem.protocol import MEMORY_REGIMES, REGIMES
 
     if not folders:
@@ -206,7 +206,7 @@ def merge_folders(folders: list[Path], common_episodes: bool = False,
     first = mem_metas[0]
     regimes = list(dict.fromkeys(r.regime for r in rows))
     meta = {"command": "; ".join(m["command"] for m in metas),
-            "episodes": sum(1 for r in rows if r.regime == regimes[0]),
+            "episodes": sum(1 for r in rows if r.regime == regimes[0] and measured(r)),
             "episodes_requested": max(_requested([m for m, _ in members]) for members in groups.values()),
             "device": ", ".join(sorted({str(m.get("device")) for m in metas})),
             "adapter": first.get("adapter"), "adapter_fingerprint": first.get("adapter_fingerprint"),

@@ -130,8 +130,15 @@ def _ci(values: list[float]) -> dict[str, float] | None:
     return {"mean": mean, "lo": lo, "hi": hi}
 
 
+def measured(row: Row) -> bool:
+    """Whether the row holds a measurement (a generation-only episode past --gen-limit has none)."""
+    return row.correct is not None or row.f1 is not None
+
+
 def summarize(rows: list[Row]) -> dict[str, Any]:
-    """Per regime (and per category inside it): means with 95 % bootstrap intervals."""
+    """Per regime (and per category inside it): means with 95 % bootstrap intervals over the rows
+    that hold a measurement."""
+    rows = [r for r in rows if measured(r)]
     out: dict[str, Any] = {}
     by_regime: dict[str, list[Row]] = defaultdict(list)
     for r in rows:
@@ -164,5 +171,7 @@ def evaluate(dm: DeltaMemModel, tok: Any, episodes: list[Any], opts: EvalOptions
         if deadline is not None and time.monotonic() > deadline:
             break
         gen = opts.gen_limit is None or i < opts.gen_limit
+        if not ep.candidates and not (gen and opts.generate):
+            continue  # nothing to measure: no candidates to score, no reply to generate
         rows.extend(evaluate_episode(dm, tok, ep, opts, writer, generate=gen))
     return summarize(rows), rows

@@ -249,3 +249,20 @@ def test_merge_refuses_mismatched_folders(chat_backbone, tmp_path, capsys):
     with pytest.raises(SystemExit):  # argparse: exit status 2 with the reason
         main(common() + ["--offset", "-1", "--out", str(tmp_path / "d")])
     assert "--offset" in capsys.readouterr().err and not (tmp_path / "d").exists()
+
+
+def test_generation_only_episodes_past_gen_limit_are_not_counted(chat_backbone, tmp_path, capsys):
+    """LoCoMo-style episodes have no candidates: past --gen-limit nothing is measured, so they
+    are neither evaluated nor counted in n."""
+    eps = [Episode(id=f"g{i}", history=episode(i, n).history, question="What is my sister's name?",
+                   answer=n) for i, n in enumerate(NAMES)]
+    data = tmp_path / "gen.jsonl"
+    write_jsonl(data, eps)
+    torch.manual_seed(0)
+    assert main(["eval", "--data", str(data), "--backbone", str(chat_backbone), "--adapter", "none",
+                 "--regimes", "no-memory,memory-only", "--max-new-tokens", "2", "--gen-limit", "1",
+                 "--device", "cpu", "--out", str(tmp_path / "out")]) == 0
+    assert {v["n"] for v in _eval_json(capsys).values()} == {1}
+    assert sum(1 for _ in open(tmp_path / "out" / "rows.jsonl")) == 2
+    results = json.loads((tmp_path / "out" / "results.json").read_text())
+    assert results["meta"]["episodes"] == 1 and results["meta"]["episodes_requested"] == 4
