@@ -49,10 +49,11 @@ def test_transcript(transcript: Transcript, mode: str, database: str, tiny_backb
                     tmp_path: Path, request: pytest.FixtureRequest) -> None:
     if transcript.requires == "trained-adapter" and shipped_adapter(DEFAULT_BACKBONE) is not None:
         request.node.add_marker(pytest.mark.xfail(strict=True, reason=(
-            "the shipped adapter (74 GPU training steps) does not yet recall facts through memory "
-            "alone: memory-only accuracy is at chance on held-out values and the swap test shows "
-            "no value recall (see its model card); strict, so this fails loudly once an adapter "
-            "that recalls ships")))
+            "the shipped adapter recalls through memory alone only values seen in training (bAbI "
+            "locations); on open-vocabulary facts like this transcript's its "
+            "memory-only accuracy is at chance and the swap test shows no recall (synthetic test "
+            "split, see its model card); strict, so this fails loudly once an adapter that "
+            "recalls unseen values ships")))
     if database == "postgresql" and not os.environ.get(PG_ENV):
         pytest.skip(f"PostgreSQL cases need {PG_ENV} (e.g. postgresql+psycopg://postgres@127.0.0.1:5432/test)")
     torch.manual_seed(0)
