@@ -72,7 +72,7 @@ def _eval(args: argparse.Namespace) -> int:
     from pathlib import Path
 
     from agentmem.eval_report import last_line, write_outputs
-    from agentmem.evaluate import EvalOptions, evaluate, parse_shard, protocol_options, shard_of
+    from agentmem.evaluate import EvalOptions, evaluate, parse_shard, protocol_options, shard_bounds
 
     try:
         shard = parse_shard(args.shard) if args.shard else None
@@ -80,11 +80,9 @@ def _eval(args: argparse.Namespace) -> int:
         print(f"agentmem eval: {e}", file=sys.stderr)
         return 2
     episodes = _eval_episodes(args)
-    span = [args.offset, args.offset + len(episodes)]  # requested episodes: [start, end) of the file
-    if shard:
-        k, n = shard
-        span = [args.offset + (k - 1) * len(episodes) // n, args.offset + k * len(episodes) // n]
-        episodes = shard_of(episodes, *shard)
+    lo, hi = shard_bounds(len(episodes), *shard) if shard else (0, len(episodes))
+    span = [args.offset + lo, args.offset + hi]  # the requested episodes: [start, end) of the file
+    episodes = episodes[lo:hi]
     dm, tok = _load_model(args.backbone, args.adapter, args.device)
     opts = EvalOptions(max_minutes=args.max_minutes, regimes=args.regimes.split(","), window=args.window,
                        budget_tokens=args.budget_tokens, generate=not args.no_generate,

@@ -167,8 +167,8 @@ def merge_folders(folders: list[Path], common_episodes: bool = False,
     _same(metas, "data_sha256" if all("data_sha256" in m for m in metas) else "data", "data file")
     for key in BASELINE_KEYS:
         _same(metas, key, "backbone, scoring and prompt options must match")
-    _same([m for m in metas if set(m.get("regimes") or ()) & set(MEMORY_REGIMES)]
-          or metas[:1], "adapter_fingerprint", "memory regimes of one adapter")
+    mem_metas = [m for m in metas if set(m.get("regimes") or ()) & set(MEMORY_REGIMES)] or metas[:1]
+    _same(mem_metas, "adapter_fingerprint", "memory regimes of one adapter")
     seen: dict[str, tuple[str, ...]] = {}
     for regimes, members in groups.items():
         _same([m for m, _ in members], "adapter_fingerprint", "shards of one evaluation")
@@ -199,10 +199,8 @@ def merge_folders(folders: list[Path], common_episodes: bool = False,
                                      "pass --common-episodes to keep the ones all groups have")
             keep = common
     order = {r: i for i, r in enumerate(REGIMES)}
-    rows = [r for g in sorted(group_rows, key=lambda g: min(order.get(x, len(order)) for x in g))
-            for r in group_rows[g] if keep is None or r.episode in keep]
+    rows = [r for rs in group_rows.values() for r in rs if keep is None or r.episode in keep]
     rows.sort(key=lambda r: order.get(r.regime, len(order)))  # stable: episode order within a regime
-    mem_metas = [m for m in metas if set(m.get("regimes") or ()) & set(MEMORY_REGIMES)] or metas[:1]
     first = mem_metas[0]
     regimes = list(dict.fromkeys(r.regime for r in rows))
     meta = {"command": "; ".join(m["command"] for m in metas),

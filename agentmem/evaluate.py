@@ -75,11 +75,11 @@ def parse_shard(text: str) -> tuple[int, int]:
     return int(k), int(n)
 
 
-def shard_of(episodes: list[Any], k: int, n: int) -> list[Any]:
-    """Shard K of N: a contiguous block, so bAbI questions of one story (and LoCoMo questions of
-    one conversation) mostly stay together and share the history writer's prefix cache."""
-    lo, hi = (k - 1) * len(episodes) // n, k * len(episodes) // n
-    return episodes[lo:hi]
+def shard_bounds(total: int, k: int, n: int) -> tuple[int, int]:
+    """[start, end) of shard K of N over ``total`` episodes: a contiguous block, so bAbI questions
+    of one story (and LoCoMo questions of one conversation) mostly stay together and share the
+    history writer's prefix cache."""
+    return (k - 1) * total // n, k * total // n
 
 
 def _swapped_history(ep: Any) -> tuple[list[dict[str, str]], str] | None:
