@@ -122,7 +122,9 @@ def _replayed_write(dm: DeltaMemModel, ids: Tensor, attn: Tensor,
 
 class HistoryWriter:
     """`write_history` with a prefix cache: histories that extend an already written one (bAbI
-    questions of one story, LoCoMo questions of one conversation) only write the new turns."""
+    questions of one story) only write the new turns. A history over the token budget is cut
+    from the front, so its prefixes are not reusable; it is written whole once and its state
+    kept under the whole history's digest (LoCoMo questions of one conversation share it)."""
 
     def __init__(self, dm: DeltaMemModel, tokenizer: Any, budget_tokens: int | None = None,
                  max_entries: int = 20_000) -> None:
@@ -132,12 +134,18 @@ class HistoryWriter:
 
     def __call__(self, history: list[Message]) -> MemoryState:
         encoded = encode_turns(self.tokenizer, history)
-        if self.budget is not None and sum(len(e.input_ids) for e in encoded) > self.budget:
-            return write_history(self.dm, self.tokenizer, history, budget_tokens=self.budget)
         keys, key = [], ""
         for turn in turns_of(history):
             key = hashlib.sha256((key + json.dumps(turn, sort_keys=True)).encode()).hexdigest()
             keys.append(key)
+        if self.budget is not None and sum(len(e.input_ids) for e in encoded) > self.budget:
+            whole = f"cut:{keys[-1]}"
+            if whole not in self._cache:
+                state = write_history(self.dm, self.tokenizer, history, budget_tokens=self.budget)
+                if len(self._cache) >= self.max_entries:
+                    return state
+                self._cache[whole] = state
+            return self._cache[whole]
         done = next((k for k in range(len(keys), 0, -1) if keys[k - 1] in self._cache), 0)
         state = self._cache[keys[done - 1]] if done else self.dm.new_state()
         for k in range(done, len(encoded)):

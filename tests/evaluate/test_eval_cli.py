@@ -105,6 +105,23 @@ def test_history_writer_prefix_cache_equals_fresh_writes(chat_backbone):
     assert cached.tokens_written.item() == fresh.tokens_written.item() > first.tokens_written.item()
 
 
+def test_history_writer_writes_an_over_budget_history_once(chat_backbone, monkeypatch):
+    torch.manual_seed(0)
+    model, tok = load_backbone(str(chat_backbone))
+    dm = attach_delta_mem(model)
+    hist = episode(0, "Rex").history * 3
+    writer = HistoryWriter(dm, tok, budget_tokens=12)
+    first = writer(hist)
+    fresh = write_history(dm, tok, hist, budget_tokens=12)
+    assert torch.allclose(first.tensors, fresh.tensors, atol=1e-6)
+    calls = []
+    monkeypatch.setattr("agentmem.protocol.write_history", lambda *a, **k: calls.append(a))
+    assert writer(list(hist)) is first and not calls  # the same conversation: reused, not rewritten
+    other = hist[:-1] + [{"role": "assistant", "content": "Something else entirely."}]
+    writer(other)
+    assert len(calls) == 1  # another history (same length, other last turn) is written anew
+
+
 def test_eval_max_minutes_reports_what_was_done(chat_backbone, tmp_path, capsys):
     data = tmp_path / "eps.jsonl"
     write_jsonl(data, [episode(i, n) for i, n in enumerate(NAMES)])
