@@ -140,8 +140,9 @@ def merge_folders(folders: list[Path], common_episodes: bool = False,
     one N, one adapter. Folders with disjoint regime lists are combined side by side on the same
     episodes, so a new adapter needs only its memory regimes evaluated: the regimes that never
     read the memory (no-memory, window, full-context, bm25) do not depend on the adapter (a zero
-    state leaves the frozen model's logits unchanged), so their folders may come from any adapter
-    of the same backbone; every folder with a memory regime must share one adapter fingerprint.
+    state leaves the frozen model's logits unchanged), so their folders (shards and resumed parts
+    too) may come from any adapter of the same backbone; every folder with a memory regime must
+    share one adapter fingerprint.
 
     Args:
         folders: Evaluation output folders (``results.json`` + ``rows.jsonl``).
@@ -171,7 +172,8 @@ def merge_folders(folders: list[Path], common_episodes: bool = False,
     _same(mem_metas, "adapter_fingerprint", "memory regimes of one adapter")
     seen: dict[str, tuple[str, ...]] = {}
     for regimes, members in groups.items():
-        _same([m for m, _ in members], "adapter_fingerprint", "shards of one evaluation")
+        if set(regimes) & set(MEMORY_REGIMES):  # adapter-free parts may come from any adapter
+            _same([m for m, _ in members], "adapter_fingerprint", "shards of one evaluation")
         if all(r.episode is not None for _, rows in members for r in rows):
             _disjoint([{r.episode for r in rows} for _, rows in members], regimes)
         else:  # rows of an older agentmem carry no episode ids: only the shard numbers tell

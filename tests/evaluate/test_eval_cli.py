@@ -205,6 +205,16 @@ def test_merge_combines_baselines_of_any_adapter_with_memory_regimes(chat_backbo
     assert meta["baseline_adapter_fingerprints"] != [meta["adapter_fingerprint"]]
     assert meta["episodes"] == 5 and meta["data_sha256"] == whole["meta"]["data_sha256"]
 
+    # the baselines' own parts (a run resumed with another adapter) join as well
+    run("window,no-memory", "base_head", 2, "--limit", "2")
+    run("window,no-memory", "base_tail", 3, "--offset", "2")
+    capsys.readouterr()
+    assert main(["eval-merge", *(str(tmp_path / f) for f in ("base_head", "mem1", "base_tail", "mem2")),
+                 "--out", str(tmp_path / "parts")]) == 0
+    parts = json.loads((tmp_path / "parts" / "results.json").read_text())
+    assert parts["summary"] == whole["summary"]
+    assert parts["meta"]["adapter_fingerprint"] == whole["meta"]["adapter_fingerprint"]
+
     # a run stopped early, resumed with --offset: the parts merge into the whole run
     run("memory-only,memory+window", "head", 0, "--limit", "3")
     run("memory-only,memory+window", "tail", 0, "--offset", "3")
