@@ -221,3 +221,52 @@ def merge_folders(folders: list[Path], common_episodes: bool = False,
     if keep is not None:
         meta["common_episodes"] = len(keep)
     return summarize(rows), rows, meta
+
+
+def fact_position_split(rows: list[Any], episodes: list[Any], window: int) -> dict[str, Any]:
+    """Candidate accuracy per regime, split by whether the episode's fact is still in the last
+    ``window`` messages of its history ("inside") or has left them ("outside") — the split behind
+    the target "memory+window ≥ window + 10 points where the fact has left the window".
+
+    Args:
+        rows: ``Row`` objects of an eval run (``rows.jsonl``).
+        episodes: The episodes that run read; each row's episode must be among them.
+        window: The run's window, in messages (``meta.options.window``).
+
+    Returns:
+        ``{regime: {"inside": group, "outside": group}}`` with the groups of ``summarize``; rows
+        without a candidate score or whose episode has no ``fact_turn`` are left out.
+
+    Raises:
+        ValueError: For a negative window or a row whose episode is not in ``episodes``.
+    """
+    from collections import defaultdict
+
+    from agentmem.evaluate import _group
+
+    if window < 0:
+        raise ValueError(f"window must be >= 0, got {window}")
+    by_id = {ep.id: ep for ep in episodes}
+    groups: dict[str, dict[str, list[Any]]] = defaultdict(lambda: defaultdict(list))
+    for row in rows:
+        ep = by_id.get(row.episode)
+        if ep is None:
+            raise ValueError(f"row of episode {row.episode!r} has no episode in the data given "
+                             "(was the run made on another file?)")
+        turn = ep.meta.get("fact_turn")
+        if row.correct is None or turn is None:
+            continue
+        inside = window > 0 and turn >= len(ep.history) - window
+        groups[row.regime]["inside" if inside else "outside"].append(row)
+    return {regime: {pos: _group(rs) for pos, rs in sorted(g.items())}
+            for regime, g in groups.items()}
+
+
+def fact_position_table(split: dict[str, Any]) -> str:
+    """Markdown table of ``fact_position_split``: accuracy % [95 % CI] (n) outside / inside."""
+    lines = ["| regime | fact outside the window | fact inside the window |", "|---|---|---|"]
+    for regime, g in split.items():
+        cells = [f"{_fmt(g[p]['mc_acc'])} (n={g[p]['n']})" if p in g else "–"
+                 for p in ("outside", "inside")]
+        lines.append(f"| {regime} | " + " | ".join(cells) + " |")
+    return "\n".join(lines)
