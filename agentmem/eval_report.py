@@ -83,7 +83,8 @@ def write_outputs(out: Path, summary: dict[str, Any], rows: list[Any], meta: dic
 BASELINE_KEYS = ("backbone_id", "scoring", "options")
 
 
-def _load_folder(folder: Path) -> tuple[dict[str, Any], list[Any], list[str]]:
+def load_folder(folder: Path) -> tuple[dict[str, Any], list[Any], list[str]]:
+    """An eval output folder's meta, rows and regimes; ``EvalMergeError`` if it is not one."""
     from agentmem.errors import EvalMergeError
     from agentmem.evaluate import Row
 
@@ -162,7 +163,7 @@ def merge_folders(folders: list[Path], common_episodes: bool = False,
         raise EvalMergeError("nothing to merge: give the evaluation folders")
     groups: dict[tuple[str, ...], list[tuple[dict[str, Any], list[Any]]]] = {}
     for folder in folders:
-        meta, rows, regimes = _load_folder(folder)
+        meta, rows, regimes = load_folder(folder)
         groups.setdefault(tuple(regimes), []).append((meta, rows))
     metas = [m for members in groups.values() for m, _ in members]
     _same(metas, "data_sha256" if all("data_sha256" in m for m in metas) else "data", "data file")
@@ -242,7 +243,8 @@ def fact_position_split(rows: list[Any], episodes: list[Any], window: int) -> di
     """
     from collections import defaultdict
 
-    from agentmem.evaluate import _group
+    from agentmem.evaluate import group_summary
+    from agentmem.protocol import window_start
 
     if window < 0:
         raise ValueError(f"window must be >= 0, got {window}")
@@ -256,9 +258,9 @@ def fact_position_split(rows: list[Any], episodes: list[Any], window: int) -> di
         turn = ep.meta.get("fact_turn")
         if row.correct is None or turn is None:
             continue
-        inside = window > 0 and turn >= len(ep.history) - window
+        inside = turn >= window_start(len(ep.history), window)
         groups[row.regime]["inside" if inside else "outside"].append(row)
-    return {regime: {pos: _group(rs) for pos, rs in sorted(g.items())}
+    return {regime: {pos: group_summary(rs) for pos, rs in sorted(g.items())}
             for regime, g in groups.items()}
 
 

@@ -144,15 +144,16 @@ def summarize(rows: list[Row]) -> dict[str, Any]:
     for r in rows:
         by_regime[r.regime].append(r)
     for regime, rs in by_regime.items():
-        out[regime] = _group(rs)
+        out[regime] = group_summary(rs)
         cats: dict[str, list[Row]] = defaultdict(list)
         for r in rs:
             cats[r.category].append(r)
-        out[regime]["categories"] = {c: _group(v) for c, v in sorted(cats.items())}
+        out[regime]["categories"] = {c: group_summary(v) for c, v in sorted(cats.items())}
     return out
 
 
-def _group(rs: list[Row]) -> dict[str, Any]:
+def group_summary(rs: list[Row]) -> dict[str, Any]:
+    """Means with 95 % bootstrap intervals of one group of rows (a regime, a category, ...)."""
     pick = lambda attr: [getattr(r, attr) for r in rs if getattr(r, attr) is not None]  # noqa: E731
     chance = pick("chance")
     return {"n": len(rs), "mc_acc": _ci(pick("correct")),

@@ -162,6 +162,12 @@ class ReadPrompt:
     uses_memory: bool
 
 
+def window_start(n_messages: int, window: int) -> int:
+    """Index of the first history message the window regimes show: the last ``window`` messages
+    (none for ``window=0``)."""
+    return max(0, n_messages - window) if window else n_messages
+
+
 def read_prompt(regime: str, history: list[Message], question: str, *, window: int = 4,
                 bm25_k: int = 4) -> ReadPrompt:
     """The messages the backbone sees in the read pass of ``regime`` (DESIGN §2)."""
@@ -171,7 +177,7 @@ def read_prompt(regime: str, history: list[Message], question: str, *, window: i
     if regime in ("no-memory", "memory-only"):
         shown: list[Message] = []
     elif regime in ("window", "memory+window"):
-        shown = history[-window:] if window else []
+        shown = history[window_start(len(history), window):]
     elif regime in ("full-context", "memory+full-context"):
         shown = list(history)
     else:

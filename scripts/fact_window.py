@@ -10,13 +10,11 @@ the runs' own (`meta.options.window`); folders with different windows are refuse
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 from pathlib import Path
 
 from agentmem.data.episodes import read_jsonl
-from agentmem.eval_report import fact_position_split, fact_position_table
-from agentmem.evaluate import Row
+from agentmem.eval_report import fact_position_split, fact_position_table, load_folder
 
 
 def main(argv: list[str]) -> int:
@@ -26,9 +24,9 @@ def main(argv: list[str]) -> int:
     args = ap.parse_args(argv)
     rows, windows = [], set()
     for folder in args.folders:
-        windows.add(json.loads((folder / "results.json").read_text())["meta"]["options"]["window"])
-        rows += [Row(**json.loads(line)) for line in (folder / "rows.jsonl").read_text().splitlines()
-                 if line]
+        meta, folder_rows, _ = load_folder(folder)
+        windows.add(meta["options"]["window"])
+        rows += folder_rows
     if len(windows) != 1:
         print(f"the folders were run with different windows: {sorted(windows)}", file=sys.stderr)
         return 2

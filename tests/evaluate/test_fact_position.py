@@ -7,6 +7,7 @@ import pytest
 from agentmem.data.episodes import Episode
 from agentmem.eval_report import fact_position_split, fact_position_table
 from agentmem.evaluate import Row
+from agentmem.protocol import read_prompt
 
 
 def episode(i: int, fact_turn: int | None, n_messages: int = 8) -> Episode:
@@ -30,12 +31,18 @@ def test_rows_are_split_by_the_facts_distance_from_the_end():
     assert split["window"]["inside"]["mc_acc"]["mean"] == pytest.approx(1.0)
     table = fact_position_table(split)
     assert "| window | 50.0 [" in table and "(n=2)" in table
+    # "inside" means exactly what the window regime shows
+    for ep in eps[:4]:
+        shown = read_prompt("window", ep.history, ep.question, window=4).messages
+        assert (ep.history[ep.meta["fact_turn"]] in shown) == (ep.meta["fact_turn"] >= 4)
 
 
 def test_window_zero_puts_every_fact_outside():
     split = fact_position_split([Row(regime="no-memory", category="x", episode="e0", correct=1.0)],
                                 [episode(0, 7)], window=0)
     assert list(split["no-memory"]) == ["outside"]
+    assert read_prompt("window", episode(0, 7).history, "Where?", window=0).messages == [
+        {"role": "user", "content": "Where?"}]
 
 
 def test_rows_of_another_file_and_negative_windows_are_refused():
