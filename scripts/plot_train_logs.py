@@ -25,7 +25,7 @@ def smoothed(path: Path, key: str, window: int) -> tuple[list[int], list[float]]
 
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("logs", nargs="+", help="LABEL=train_log.jsonl")
+    p.add_argument("logs", nargs="+", help="LABEL=train_log.jsonl (split at the last '=')")
     p.add_argument("--key", default="ce_memory_only")
     p.add_argument("--smooth", type=int, default=20, help="moving-average window in steps")
     p.add_argument("--hline", action="append", default=[], help="VALUE=LABEL, a reference line")
@@ -34,7 +34,7 @@ def main(argv: list[str] | None = None) -> int:
     args = p.parse_args(argv)
     curves = []
     for spec in args.logs:
-        label, sep, path = spec.partition("=")
+        label, sep, path = spec.rpartition("=")  # a label may hold "=", a path rarely does
         if not sep:
             p.error(f"expected LABEL=PATH, got {spec!r}")
         steps, values = smoothed(Path(path), args.key, args.smooth)
