@@ -62,7 +62,8 @@ def _train(args: argparse.Namespace) -> int:
                       memory_only_steps=args.memory_only_steps, context_views=args.context_views,
                       budget_tokens=args.budget_tokens, seed=args.seed, save_every=args.save_every,
                       limit=args.limit, stop_after=args.stop_after, max_minutes=args.max_minutes,
-                      device=args.device, init_adapter=args.init_adapter, adapter=adapter)
+                      device=args.device, init_adapter=args.init_adapter,
+                      probe_every=args.probe_every, adapter=adapter)
     folder = train(cfg, command="agentmem " + " ".join(sys.argv[1:]))
     print(f"adapter written to {folder}")
     return 0
@@ -187,6 +188,9 @@ def _add_train(sub: argparse._SubParsersAction) -> None:
                         "replaces --rank/--num-states/--write-mode/--beta-bias")
     p.add_argument("--stop-after", type=int, default=None,
                    help="end this sitting after N steps; rerun the same command to resume")
+    p.add_argument("--probe-every", type=_non_negative, default=10,
+                   help="every N steps log memory_gain: the memory-only answer CE when a row reads "
+                        "another episode's state, minus its own (0: never)")
     p.set_defaults(func=_train)
 
 

@@ -15,6 +15,7 @@ from pathlib import Path
 
 def smoothed(path: Path, key: str, window: int) -> tuple[list[int], list[float]]:
     rows = [json.loads(line) for line in path.read_text().splitlines() if line]
+    rows = [r for r in rows if key in r]  # probe keys (memory_gain) are logged every N steps
     steps, values = [], []
     for i in range(window - 1, len(rows)):
         chunk = rows[i - window + 1: i + 1]

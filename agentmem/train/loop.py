@@ -12,7 +12,7 @@ import json
 import math
 import random
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -25,6 +25,7 @@ from agentmem.config import DeltaMemConfig
 from agentmem.devices import resolve_device
 from agentmem.inject import DeltaMemModel, attach_delta_mem
 from agentmem.protocol import answer_loss, read_prompt, write_histories_grad
+from agentmem.state import MemoryState
 from agentmem.train.checkpoint import load_checkpoint, save_checkpoint
 from agentmem.train.report import write_card, write_loss_plot
 
@@ -51,6 +52,7 @@ class TrainConfig:
     max_minutes: float | None = None  # fit the run into a time budget (see `train`)
     device: str = "auto"  # auto: CUDA when available, else the CPU
     init_adapter: str | None = None  # start from this adapter's weights (its config wins)
+    probe_every: int = 10  # log the memory-gain probe every N steps (0: never); see memory_probe
     adapter: dict[str, Any] = field(default_factory=lambda: {"write_mode": "message"})
 
 
@@ -89,15 +91,43 @@ def train_step(dm: DeltaMemModel, tok: Any, episodes: list[Any], step: int, cfg:
     ce = answer_loss(dm, tok, prompts, [e.answer for e in batch], state)  # [B]
     loss = ce.mean() + cfg.sparsity * ((beta - 0.05) ** 2).mean()
     loss.backward()
+    is_ctx, ce_rows = torch.tensor(ctx), ce.detach().cpu()
+    probe = {}
+    if cfg.probe_every and (step + 1) % cfg.probe_every == 0:
+        probe = memory_probe(dm, tok, batch, ctx, state, ce_rows)  # before the update, as ce
     for g in opt.param_groups:
         g["lr"] = lr_at(step, cfg)
     grad_norm = torch.nn.utils.clip_grad_norm_(list(dm.parameters()), 1.0).item()
     opt.step()
-    is_ctx, ce_rows = torch.tensor(ctx), ce.detach().cpu()
     mean = lambda sel: ce_rows[sel].mean().item() if sel.any() else 0.0  # noqa: E731
     return {"step": step + 1, "loss": loss.item(), "lr": lr_at(step, cfg), "grad_norm": grad_norm,
             "ce_memory_only": mean(~is_ctx), "ce_context": mean(is_ctx),
-            "views_context": int(is_ctx.sum()), "beta_mean": beta.mean().item()}
+            "views_context": int(is_ctx.sum()), "beta_mean": beta.mean().item(), **probe}
+
+
+def memory_probe(dm: DeltaMemModel, tok: Any, batch: list[Any], ctx: list[bool], state: MemoryState,
+                 ce: torch.Tensor) -> dict[str, float]:
+    """How much of the memory-only answer CE comes from *this* episode's history.
+
+    Each memory-only row is read again, without gradients, from the state its batch neighbour
+    wrote (another episode's history): the CE of a memory that holds writes, but not the facts
+    asked about — what a learned prior or a constant bias carried by the state gives.
+    ``memory_gain`` = that CE − the row's own CE, in nats per answer token: near 0 while the
+    memory only carries a prior, positive once it carries the episode's values (RESEARCH.md).
+    Rows whose neighbour is the same episode are skipped; {} when no row is left.
+    """
+    rows = [i for i, c in enumerate(ctx) if not c and batch[i - 1] is not batch[i]]
+    if not rows:
+        return {}
+    other = [(i - 1) % len(batch) for i in rows]
+    shifted = replace(state, tensors=state.tensors.detach()[other],
+                      tokens_written=state.tokens_written[other])
+    prompts = [read_prompt("memory-only", batch[i].history, batch[i].question) for i in rows]
+    with torch.no_grad():
+        ce_other = answer_loss(dm, tok, prompts, [batch[i].answer for i in rows], shifted).cpu()
+    own = ce[rows].mean().item()
+    return {"ce_other_memory": ce_other.mean().item(),
+            "memory_gain": ce_other.mean().item() - own}
 
 
 def train(cfg: TrainConfig, command: str = "") -> Path:

@@ -25,6 +25,10 @@ def write_loss_plot(log_path: Path, png: Path) -> None:
         pts = [(r["step"], r[key]) for r in rows if key == "loss" or r[key] > 0]
         if pts:
             ax.plot(*zip(*pts, strict=True), label=label, linewidth=1)
+    probe = [(r["step"], r["ce_other_memory"]) for r in rows if "ce_other_memory" in r]
+    if probe:  # the memory gain is the gap between this curve and the memory-only one
+        ax.plot(*zip(*probe, strict=True), label="answer CE, memory-only, another episode's state",
+                linewidth=1, linestyle="--")
     ax.set_xlabel("step")
     ax.set_ylabel("loss (nats / token)")
     ax.legend()

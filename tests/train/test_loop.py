@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 
 import pytest
 import torch
@@ -68,7 +69,7 @@ def test_resume_reproduces_uninterrupted_run(chat_backbone, tmp_path):
     data = tmp_path / "train.jsonl"
     write_jsonl(data, episodes())
     common = dict(data=[str(data)], backbone=str(chat_backbone), steps=4, batch_size=2, lr=5e-3,
-                  save_every=2, context_views=0.5)
+                  save_every=2, context_views=0.5, probe_every=1)  # the probe must not perturb
     whole = train(TrainConfig(out=str(tmp_path / "a"), **common))
     train(TrainConfig(out=str(tmp_path / "b"), stop_after=2, **common))  # first sitting
     resumed = train(TrainConfig(out=str(tmp_path / "b"), **common))  # resumes at step 2
@@ -199,3 +200,54 @@ def test_max_minutes_with_huge_nominal_steps_still_warms_up_fast(chat_backbone, 
     state = json.loads((tmp_path / "run" / "checkpoint" / "trainer_state.json").read_text())
     assert state["plan"] == {"steps": 10, "memory_only_steps": 4}
     assert log[4]["lr"] == pytest.approx(cfg.lr)  # warm-up over 5 steps (5 % of 100), not 5,000
+
+
+def _draw(eps: list[Episode], cfg: TrainConfig, step: int) -> list[Episode]:
+    import random
+    rng = random.Random(cfg.seed * 1_000_003 + step)  # the batch train_step(step) draws
+    return [eps[rng.randrange(len(eps))] for _ in range(cfg.batch_size)]
+
+
+def test_memory_probe_reads_the_neighbours_state(chat_backbone):
+    torch.manual_seed(0)
+    model, tok = load_backbone(str(chat_backbone))
+    dm = attach_delta_mem(model, DeltaMemConfig())
+    cfg = TrainConfig(data=[], out="", steps=10, batch_size=4, lr=1e-2, warmup=0.0,
+                      context_views=0.0, probe_every=3)
+    # histories of different lengths: the tiny tokenizer may not tell the names apart
+    eps = [replace(e, history=e.history[: 2 + 2 * (i % 2)] * (1 + i % 3))
+           for i, e in enumerate(episodes())]
+    opt = torch.optim.AdamW(list(dm.parameters()), lr=cfg.lr, weight_decay=0.0)
+    logged = [train_step(dm, tok, eps, s, cfg, opt) for s in range(2)]
+    assert not any("memory_gain" in r for r in logged)  # steps 1 and 2 of every 3: no probe
+    batch = _draw(eps, cfg, 2)
+    rows = [i for i in range(len(batch)) if batch[i - 1] is not batch[i]]
+    assert rows, "the test needs a batch with two different neighbouring episodes"
+    prompts = [read_prompt("memory-only", batch[i].history, batch[i].question) for i in rows]
+    answers = [batch[i].answer for i in rows]
+    with torch.no_grad():  # the parameters step 2 sees before its update
+        state, _ = write_histories_grad(dm, tok, [e.history for e in batch])
+        own = answer_loss(dm, tok, prompts, answers, _rows(state, rows)).mean().item()
+        other = answer_loss(dm, tok, prompts, answers,
+                            _rows(state, [(i - 1) % len(batch) for i in rows])).mean().item()
+    row = train_step(dm, tok, eps, 2, cfg, opt)
+    assert row["ce_other_memory"] == pytest.approx(other, abs=1e-4)
+    assert row["memory_gain"] == pytest.approx(other - own, abs=1e-4)
+    assert abs(other - own) > 1e-4  # another episode's state reads differently from its own
+
+
+def _rows(state, rows: list[int]):
+    return replace(state, tensors=state.tensors[rows], tokens_written=state.tokens_written[rows])
+
+
+def test_memory_probe_skips_context_views_and_single_rows(chat_backbone):
+    torch.manual_seed(0)
+    model, tok = load_backbone(str(chat_backbone))
+    dm = attach_delta_mem(model, DeltaMemConfig())
+    eps = episodes()
+    for kw in ({"batch_size": 4, "context_views": 1.0}, {"batch_size": 1, "context_views": 0.0},
+               {"batch_size": 4, "context_views": 0.0, "probe_every": 0}):
+        cfg = TrainConfig(data=[], out="", steps=10, lr=1e-3, warmup=0.0,
+                          **{"probe_every": 1, **kw})
+        opt = torch.optim.AdamW(list(dm.parameters()), lr=cfg.lr, weight_decay=0.0)
+        assert "memory_gain" not in train_step(dm, tok, eps, 0, cfg, opt), kw
