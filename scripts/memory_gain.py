@@ -1,0 +1,58 @@
+"""Memory gain of an adapter on episodes: answer CE from the episode's own memory vs a neighbour's.
+
+    python scripts/memory_gain.py --adapter runs/x/adapter --data syn_test.jsonl --n 64
+
+Writes each batch's histories, reads every question memory-only from its own state and from the
+previous row's state (another episode's history), and prints the mean answer CE of both and their
+difference (``memory_gain``, nats per answer token; see ``agentmem.train.loop.memory_probe``):
+near 0 when the memory only carries a prior, positive when it carries the episode's values.
+Works on training checkpoints too (a checkpoint folder is an adapter folder).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+
+import torch
+
+from agentmem.adapters import load_adapter
+from agentmem.backbones import DEFAULT_BACKBONE, load_backbone
+from agentmem.data.episodes import read_jsonl
+from agentmem.protocol import answer_loss, read_prompt, write_histories_grad
+from agentmem.train.loop import memory_probe
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--adapter", required=True)
+    p.add_argument("--data", required=True)
+    p.add_argument("--backbone", default=DEFAULT_BACKBONE)
+    p.add_argument("--n", type=int, default=64, help="episodes (the first N)")
+    p.add_argument("--batch-size", type=int, default=8)
+    args = p.parse_args(argv)
+    model, tok = load_backbone(args.backbone)
+    dm = load_adapter(model, args.adapter)
+    episodes = read_jsonl(args.data)[: args.n]
+    own, other, n = 0.0, 0.0, 0
+    with torch.no_grad():
+        for i in range(0, len(episodes), args.batch_size):
+            batch = episodes[i: i + args.batch_size]
+            state, _ = write_histories_grad(dm, tok, [e.history for e in batch])
+            prompts = [read_prompt("memory-only", e.history, e.question) for e in batch]
+            ce = answer_loss(dm, tok, prompts, [e.answer for e in batch], state).cpu()
+            res = memory_probe(dm, tok, batch, [False] * len(batch), state, ce)
+            if res:  # every row of a file's batch has a distinct neighbour
+                k = len(batch)
+                own += (res["ce_other_memory"] - res["memory_gain"]) * k
+                other += res["ce_other_memory"] * k
+                n += k
+    if not n:
+        p.error("no batch had two different episodes")
+    print(json.dumps({"n": n, "ce_own_memory": round(own / n, 4), "ce_other_memory": round(other / n, 4),
+                      "memory_gain": round((other - own) / n, 4)}))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
