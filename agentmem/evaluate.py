@@ -82,7 +82,9 @@ def shard_bounds(total: int, k: int, n: int) -> tuple[int, int]:
     return (k - 1) * total // n, k * total // n
 
 
-def _swapped_history(ep: Any) -> tuple[list[dict[str, str]], str] | None:
+def swapped_history(ep: Any) -> tuple[list[dict[str, str]], str] | None:
+    """The history with the answer's value replaced by another candidate (meta.swap), and that
+    value; None when the episode has no swap."""
     swap = (ep.meta or {}).get("swap")
     if not swap or not ep.candidates:
         return None
@@ -100,7 +102,7 @@ def evaluate_episode(dm: DeltaMemModel, tok: Any, ep: Any, opts: EvalOptions,
                      writer: HistoryWriter, generate: bool = True) -> list[Row]:
     needs_memory = any(r in MEMORY_REGIMES for r in opts.regimes)
     state = writer(ep.history) if needs_memory else None
-    swapped = _swapped_history(ep) if opts.swap and needs_memory else None
+    swapped = swapped_history(ep) if opts.swap and needs_memory else None
     swap_state = writer(swapped[0]) if swapped else None
     rows = []
     for regime in opts.regimes:

@@ -5,7 +5,10 @@
 Writes each batch's histories, reads every question memory-only from its own state and from the
 previous row's state (another episode's history), and prints the mean answer CE of both and their
 difference (``memory_gain``, nats per answer token; see ``agentmem.train.loop.memory_probe``):
-near 0 when the memory only carries a prior, positive when it carries the episode's values.
+near 0 when the memory only carries a prior, positive when it carries the episode's contents.
+Episodes with a swap (``meta.swap``: the same history with the answer's value replaced) also
+give ``swap_gain``: the answer's CE from the swapped history's state minus its own — the same
+kind of value in the same words, so only a memory that carries the value itself shows a gain.
 Works on training checkpoints too (a checkpoint folder is an adapter folder).
 """
 
@@ -19,6 +22,7 @@ import torch
 from agentmem.adapters import load_adapter
 from agentmem.backbones import DEFAULT_BACKBONE, load_backbone
 from agentmem.data.episodes import read_jsonl
+from agentmem.evaluate import swapped_history
 from agentmem.protocol import answer_loss, read_prompt, write_histories_grad
 from agentmem.train.loop import memory_probe
 
@@ -35,6 +39,7 @@ def main(argv: list[str] | None = None) -> int:
     dm = load_adapter(model, args.adapter)
     episodes = read_jsonl(args.data)[: args.n]
     own, other, n = 0.0, 0.0, 0
+    swap_own, swap_other, n_swap = 0.0, 0.0, 0
     with torch.no_grad():
         for i in range(0, len(episodes), args.batch_size):
             batch = episodes[i: i + args.batch_size]
@@ -47,10 +52,24 @@ def main(argv: list[str] | None = None) -> int:
                 own += (res["ce_other_memory"] - res["memory_gain"]) * k
                 other += res["ce_other_memory"] * k
                 n += k
+            swaps = [(j, swapped_history(e)) for j, e in enumerate(batch)]
+            swaps = [(j, s[0]) for j, s in swaps if s is not None]
+            if swaps:
+                rows = [j for j, _ in swaps]
+                swapped, _ = write_histories_grad(dm, tok, [h for _, h in swaps])
+                ce_swap = answer_loss(dm, tok, [prompts[j] for j in rows],
+                                      [batch[j].answer for j in rows], swapped).cpu()
+                swap_own += ce[rows].sum().item()
+                swap_other += ce_swap.sum().item()
+                n_swap += len(rows)
     if not n:
         p.error("no batch had two different episodes")
-    print(json.dumps({"n": n, "ce_own_memory": round(own / n, 4), "ce_other_memory": round(other / n, 4),
-                      "memory_gain": round((other - own) / n, 4)}))
+    out = {"n": n, "ce_own_memory": round(own / n, 4), "ce_other_memory": round(other / n, 4),
+           "memory_gain": round((other - own) / n, 4)}
+    if n_swap:
+        out.update({"n_swap": n_swap, "ce_swapped_memory": round(swap_other / n_swap, 4),
+                    "swap_gain": round((swap_other - swap_own) / n_swap, 4)})
+    print(json.dumps(out))
     return 0
 
 
