@@ -66,6 +66,10 @@ class MemoryState:
         """Row i as a batch of one."""
         return self._replace(self.tensors[i : i + 1], self.tokens_written[i : i + 1])
 
+    def rows(self, indices: list[int]) -> MemoryState:
+        """The given rows, in that order (repeats allowed), as a new batch."""
+        return self._replace(self.tensors[indices], self.tokens_written[indices])
+
     @staticmethod
     def stack(states: list[MemoryState]) -> MemoryState:
         """Concatenate compatible states along the batch dimension."""

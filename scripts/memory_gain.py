@@ -4,7 +4,7 @@
 
 Writes each batch's histories, reads every question memory-only from its own state and from the
 previous row's state (another episode's history), and prints the mean answer CE of both and their
-difference (``memory_gain``, nats per answer token; see ``agentmem.train.loop.memory_probe``):
+difference (``memory_gain``, nats per answer token; ``agentmem train`` logs the same probe):
 near 0 when the memory only carries a prior, positive when it carries the episode's contents.
 Episodes with a swap (``meta.swap``: the same history with the answer's value replaced) also
 give ``swap_gain``: the answer's CE from the swapped history's state minus its own — the same
@@ -24,7 +24,7 @@ from agentmem.backbones import DEFAULT_BACKBONE, load_backbone
 from agentmem.data.episodes import read_jsonl
 from agentmem.evaluate import swapped_history
 from agentmem.protocol import answer_loss, read_prompt, write_histories_grad
-from agentmem.train.loop import memory_probe
+from agentmem.train.loop import neighbour_ce
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -46,12 +46,11 @@ def main(argv: list[str] | None = None) -> int:
             state, _ = write_histories_grad(dm, tok, [e.history for e in batch])
             prompts = [read_prompt("memory-only", e.history, e.question) for e in batch]
             ce = answer_loss(dm, tok, prompts, [e.answer for e in batch], state).cpu()
-            res = memory_probe(dm, tok, batch, [False] * len(batch), state, ce)
-            if res:  # every row of a file's batch has a distinct neighbour
-                k = len(batch)
-                own += (res["ce_other_memory"] - res["memory_gain"]) * k
-                other += res["ce_other_memory"] * k
-                n += k
+            rows = [j for j in range(len(batch)) if batch[j - 1] is not batch[j]]
+            if rows:  # a batch of one has no neighbour
+                own += ce[rows].sum().item()
+                other += neighbour_ce(dm, tok, batch, rows, state).sum().item()
+                n += len(rows)
             swaps = [(j, swapped_history(e)) for j, e in enumerate(batch)]
             swaps = [(j, s[0]) for j, s in swaps if s is not None]
             if swaps:

@@ -59,6 +59,10 @@ def test_compatibility_checks():
 def test_row_and_stack():
     s = state(B=3)
     assert torch.equal(MemoryState.stack([s.row(0), s.row(1), s.row(2)]).tensors, s.tensors)
+    picked = s.rows([2, 0, 0, 1])
+    assert torch.equal(picked.tensors,
+                       MemoryState.stack([s.row(2), s.row(0), s.row(0), s.row(1)]).tensors)
+    assert picked.tokens_written.tolist() == [s.tokens_written[i].item() for i in (2, 0, 0, 1)]
     with pytest.raises(StateMismatchError):
         MemoryState.stack([s.row(0), state(fp="other")])
 

@@ -12,7 +12,7 @@ import json
 import math
 import random
 import time
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -105,29 +105,31 @@ def train_step(dm: DeltaMemModel, tok: Any, episodes: list[Any], step: int, cfg:
             "views_context": int(is_ctx.sum()), "beta_mean": beta.mean().item(), **probe}
 
 
+def neighbour_ce(dm: DeltaMemModel, tok: Any, batch: list[Any], rows: list[int],
+                 state: MemoryState) -> torch.Tensor:
+    """Memory-only answer CE of ``rows`` ([len(rows)], no gradients) when row i reads the state
+    row i − 1 wrote (cyclically): a memory that holds writes, but not the facts asked about."""
+    other = state.rows([(i - 1) % len(batch) for i in rows])
+    prompts = [read_prompt("memory-only", batch[i].history, batch[i].question) for i in rows]
+    with torch.no_grad():  # no graph through the (differentiable) written state either
+        return answer_loss(dm, tok, prompts, [batch[i].answer for i in rows], other).cpu()
+
+
 def memory_probe(dm: DeltaMemModel, tok: Any, batch: list[Any], ctx: list[bool], state: MemoryState,
                  ce: torch.Tensor) -> dict[str, float]:
     """How much of the memory-only answer CE comes from *this* episode's history.
 
-    Each memory-only row is read again, without gradients, from the state its batch neighbour
-    wrote (another episode's history): the CE of a memory that holds writes, but not the facts
-    asked about — what a learned prior or a constant bias carried by the state gives.
-    ``memory_gain`` = that CE − the row's own CE, in nats per answer token: near 0 while the
-    memory only carries a prior, positive once it carries the episode's values (RESEARCH.md).
-    Rows whose neighbour is the same episode are skipped; {} when no row is left.
+    Each memory-only row is read again from its batch neighbour's state (``neighbour_ce``): what
+    a learned prior or a constant bias carried by the state gives. ``memory_gain`` = that CE −
+    the row's own CE (``ce``, per row), in nats per answer token: near 0 while the memory only
+    carries a prior, positive once it carries the episode's contents (RESEARCH.md). Rows whose
+    neighbour is the same episode are skipped; {} when no row is left.
     """
     rows = [i for i, c in enumerate(ctx) if not c and batch[i - 1] is not batch[i]]
     if not rows:
         return {}
-    other = [(i - 1) % len(batch) for i in rows]
-    shifted = replace(state, tensors=state.tensors.detach()[other],
-                      tokens_written=state.tokens_written[other])
-    prompts = [read_prompt("memory-only", batch[i].history, batch[i].question) for i in rows]
-    with torch.no_grad():
-        ce_other = answer_loss(dm, tok, prompts, [batch[i].answer for i in rows], shifted).cpu()
-    own = ce[rows].mean().item()
-    return {"ce_other_memory": ce_other.mean().item(),
-            "memory_gain": ce_other.mean().item() - own}
+    other = neighbour_ce(dm, tok, batch, rows, state).mean().item()
+    return {"ce_other_memory": other, "memory_gain": other - ce[rows].mean().item()}
 
 
 def train(cfg: TrainConfig, command: str = "") -> Path:

@@ -227,17 +227,13 @@ def test_memory_probe_reads_the_neighbours_state(chat_backbone):
     answers = [batch[i].answer for i in rows]
     with torch.no_grad():  # the parameters step 2 sees before its update
         state, _ = write_histories_grad(dm, tok, [e.history for e in batch])
-        own = answer_loss(dm, tok, prompts, answers, _rows(state, rows)).mean().item()
+        own = answer_loss(dm, tok, prompts, answers, state.rows(rows)).mean().item()
         other = answer_loss(dm, tok, prompts, answers,
-                            _rows(state, [(i - 1) % len(batch) for i in rows])).mean().item()
+                            state.rows([(i - 1) % len(batch) for i in rows])).mean().item()
     row = train_step(dm, tok, eps, 2, cfg, opt)
     assert row["ce_other_memory"] == pytest.approx(other, abs=1e-4)
     assert row["memory_gain"] == pytest.approx(other - own, abs=1e-4)
     assert abs(other - own) > 1e-4  # another episode's state reads differently from its own
-
-
-def _rows(state, rows: list[int]):
-    return replace(state, tensors=state.tensors[rows], tokens_written=state.tokens_written[rows])
 
 
 def test_memory_probe_skips_context_views_and_single_rows(chat_backbone):
