@@ -63,7 +63,8 @@ def _train(args: argparse.Namespace) -> int:
                       budget_tokens=args.budget_tokens, seed=args.seed, save_every=args.save_every,
                       limit=args.limit, stop_after=args.stop_after, max_minutes=args.max_minutes,
                       device=args.device, init_adapter=args.init_adapter,
-                      probe_every=args.probe_every, adapter=adapter)
+                      probe_every=args.probe_every, bucket_turns=args.bucket_turns,
+                      adapter=adapter)
     folder = train(cfg, command="agentmem " + " ".join(sys.argv[1:]))
     print(f"adapter written to {folder}")
     return 0
@@ -191,6 +192,9 @@ def _add_train(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--probe-every", type=_non_negative, default=10,
                    help="every N steps log memory_gain: the memory-only answer CE when a row reads "
                         "another episode's state, minus its own (0: never)")
+    p.add_argument("--bucket-turns", action="store_true",
+                   help="draw each batch from episodes with about as many history turns (one write "
+                        "pass per turn: mixed lengths make every row pay for the longest)")
     p.set_defaults(func=_train)
 
 

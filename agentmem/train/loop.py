@@ -24,7 +24,7 @@ from agentmem.backbones import DEFAULT_BACKBONE, load_backbone
 from agentmem.config import DeltaMemConfig
 from agentmem.devices import resolve_device
 from agentmem.inject import DeltaMemModel, attach_delta_mem
-from agentmem.protocol import answer_loss, read_prompt, write_histories_grad
+from agentmem.protocol import answer_loss, read_prompt, turns_of, write_histories_grad
 from agentmem.state import MemoryState
 from agentmem.train.checkpoint import load_checkpoint, save_checkpoint
 from agentmem.train.report import write_card, write_loss_plot
@@ -53,10 +53,12 @@ class TrainConfig:
     device: str = "auto"  # auto: CUDA when available, else the CPU
     init_adapter: str | None = None  # start from this adapter's weights (its config wins)
     probe_every: int = 10  # log the memory-gain probe every N steps (0: never); see memory_probe
+    bucket_turns: bool = False  # draw each batch from episodes of similar length (see turn_groups)
     adapter: dict[str, Any] = field(default_factory=lambda: {"write_mode": "message"})
 
 
 PROVISIONAL_STEPS = 100  # the schedule of --max-minutes' timed steps, before the plan exists
+GROUP_BATCHES = 8  # a length group holds this many batches' worth of episodes
 
 
 def lr_at(step: int, cfg: TrainConfig) -> float:
@@ -74,14 +76,47 @@ def load_episodes(paths: list[str], limit: int | None) -> list[Any]:
     return episodes[:limit] if limit else episodes
 
 
+def turn_groups(episodes: list[Any], batch_size: int) -> list[list[int]]:
+    """Episode indices sorted by history length in turns, cut into groups of
+    ``GROUP_BATCHES × batch_size`` (a short last group joins the one before).
+
+    The write pass runs once per turn index for the whole batch, so a batch costs as many passes
+    as its longest history: one 24-turn episode among one-fact ones makes every row pay 24.
+    Drawing a batch inside one group keeps that close to the batch's own lengths."""
+    turns = [len(turns_of(e.history)) for e in episodes]
+    order = sorted(range(len(episodes)), key=lambda i: (turns[i], i))
+    size = max(1, GROUP_BATCHES * batch_size)
+    groups = [order[i:i + size] for i in range(0, len(order), size)]
+    if len(groups) > 1 and len(groups[-1]) < size:
+        short = groups.pop()
+        groups[-1] += short
+    return groups
+
+
+def draw_batch(rng: random.Random, n_episodes: int, batch_size: int,
+               groups: list[list[int]] | None = None) -> list[int]:
+    """Episode indices of one batch. Without ``groups``: ``batch_size`` uniform draws. With them:
+    a uniform anchor episode picks its group, and the batch is drawn from that group without
+    repeats (with repeats only if the group is smaller than the batch). Each episode stays equally
+    likely to be in a batch: a group is picked in proportion to its size."""
+    if groups is None:
+        return [rng.randrange(n_episodes) for _ in range(batch_size)]
+    anchor = rng.randrange(n_episodes)
+    group = next(g for g in groups if anchor in g) if len(groups) > 1 else groups[0]
+    if len(group) >= batch_size:
+        return rng.sample(group, batch_size)
+    return [group[rng.randrange(len(group))] for _ in range(batch_size)]
+
+
 def train_step(dm: DeltaMemModel, tok: Any, episodes: list[Any], step: int, cfg: TrainConfig,
-               opt: torch.optim.Optimizer) -> dict[str, float]:
+               opt: torch.optim.Optimizer, groups: list[list[int]] | None = None
+               ) -> dict[str, float]:
     """One optimizer step over a batch written and read as one batched pass per turn.
 
-    The batch and its views depend only on (seed, step), so resuming reproduces an
-    uninterrupted run."""
+    The batch and its views depend only on (seed, step) (and ``groups``, from ``turn_groups``
+    when ``cfg.bucket_turns``), so resuming reproduces an uninterrupted run."""
     rng = random.Random(cfg.seed * 1_000_003 + step)
-    batch = [episodes[rng.randrange(len(episodes))] for _ in range(cfg.batch_size)]
+    batch = [episodes[i] for i in draw_batch(rng, len(episodes), cfg.batch_size, groups)]
     ctx = [step >= cfg.memory_only_steps and rng.random() < cfg.context_views for _ in batch]
     opt.zero_grad(set_to_none=True)
     state, beta = write_histories_grad(dm, tok, [e.history for e in batch],
@@ -102,7 +137,8 @@ def train_step(dm: DeltaMemModel, tok: Any, episodes: list[Any], step: int, cfg:
     mean = lambda sel: ce_rows[sel].mean().item() if sel.any() else 0.0  # noqa: E731
     return {"step": step + 1, "loss": loss.item(), "lr": lr_at(step, cfg), "grad_norm": grad_norm,
             "ce_memory_only": mean(~is_ctx), "ce_context": mean(is_ctx),
-            "views_context": int(is_ctx.sum()), "beta_mean": beta.mean().item(), **probe}
+            "views_context": int(is_ctx.sum()), "beta_mean": beta.mean().item(),
+            "write_passes": max(len(turns_of(e.history)) for e in batch), **probe}
 
 
 def neighbour_ce(dm: DeltaMemModel, tok: Any, batch: list[Any], rows: list[int],
@@ -151,6 +187,7 @@ def train(cfg: TrainConfig, command: str = "") -> Path:
     dm = attach_delta_mem(model.to(device), DeltaMemConfig.from_dict(cfg.adapter))
     opt = torch.optim.AdamW(list(dm.parameters()), lr=cfg.lr, weight_decay=0.0)
     episodes = load_episodes(cfg.data, cfg.limit)
+    groups = turn_groups(episodes, cfg.batch_size) if cfg.bucket_turns else None
     ckpt, log_path = out / "checkpoint", out / "train_log.jsonl"
     if init is not None and not (ckpt / "trainer_state.json").exists():
         apply_adapter(dm, cfg.init_adapter, init[1], init[2])
@@ -175,7 +212,7 @@ def train(cfg: TrainConfig, command: str = "") -> Path:
         while step < end:
             if step == start + 1:
                 timed = time.perf_counter()  # the first step pays one-off costs: not timed
-            row = train_step(dm, tok, episodes, step, cfg, opt)
+            row = train_step(dm, tok, episodes, step, cfg, opt, groups)
             row["elapsed_s"] = round(time.perf_counter() - t0, 2)
             log.write(json.dumps(row) + "\n")
             log.flush()

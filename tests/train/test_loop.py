@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import random
+from collections import Counter
 from dataclasses import replace
 
 import pytest
@@ -15,7 +17,7 @@ from agentmem.data.episodes import Episode, write_jsonl
 from agentmem.inject import attach_delta_mem
 from agentmem.protocol import answer_loss, read_prompt, write_histories_grad
 from agentmem.train import TrainConfig, train
-from agentmem.train.loop import lr_at, train_step
+from agentmem.train.loop import GROUP_BATCHES, draw_batch, lr_at, train_step, turn_groups
 
 NAMES = ["Marisol", "Rex", "Porto", "Tobias", "Ingrid", "Kenji"]
 
@@ -65,11 +67,13 @@ def test_one_step_lowers_loss_and_changes_only_delta_mem(chat_backbone, write_mo
             assert torch.equal(p, frozen[name.replace(".base_layer", "")]), name
 
 
-def test_resume_reproduces_uninterrupted_run(chat_backbone, tmp_path):
+@pytest.mark.parametrize("bucket_turns", [False, True])
+def test_resume_reproduces_uninterrupted_run(chat_backbone, tmp_path, bucket_turns):
     data = tmp_path / "train.jsonl"
     write_jsonl(data, episodes())
     common = dict(data=[str(data)], backbone=str(chat_backbone), steps=4, batch_size=2, lr=5e-3,
-                  save_every=2, context_views=0.5, probe_every=1)  # the probe must not perturb
+                  save_every=2, context_views=0.5, probe_every=1,  # the probe must not perturb
+                  bucket_turns=bucket_turns)
     whole = train(TrainConfig(out=str(tmp_path / "a"), **common))
     train(TrainConfig(out=str(tmp_path / "b"), stop_after=2, **common))  # first sitting
     resumed = train(TrainConfig(out=str(tmp_path / "b"), **common))  # resumes at step 2
@@ -78,6 +82,7 @@ def test_resume_reproduces_uninterrupted_run(chat_backbone, tmp_path):
     assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
     log = [json.loads(r) for r in (tmp_path / "b" / "train_log.jsonl").read_text().splitlines()]
     assert [r["step"] for r in log] == [1, 2, 3, 4]
+    assert all(r["write_passes"] == 2 for r in log)  # every history: two turns
     assert (tmp_path / "b" / "loss.png").stat().st_size > 0
     card = (resumed / "README.md").read_text()
     assert "steps: 4" in card and "train.jsonl" in card
@@ -247,3 +252,47 @@ def test_memory_probe_skips_context_views_and_single_rows(chat_backbone):
                           **{"probe_every": 1, **kw})
         opt = torch.optim.AdamW(list(dm.parameters()), lr=cfg.lr, weight_decay=0.0)
         assert "memory_gain" not in train_step(dm, tok, eps, 0, cfg, opt), kw
+
+
+def varied(lengths: list[int]) -> list[Episode]:
+    """Episodes whose histories have the given numbers of turns (a user message and a reply each)."""
+    return [Episode(id=f"v{i}", history=[{"role": r, "content": f"{r} {k}"} for k in range(n)
+                                         for r in ("user", "assistant")],
+                    question="q?", answer="a") for i, n in enumerate(lengths)]
+
+
+def test_turn_groups_partition_by_length():
+    rng = random.Random(0)
+    eps = varied([rng.choice([2, 2, 4, 10, 24]) for _ in range(100)])
+    groups = turn_groups(eps, batch_size=2)
+    assert sorted(i for g in groups for i in g) == list(range(100))  # every episode, once
+    assert all(len(g) >= GROUP_BATCHES * 2 for g in groups) and len(groups) == 100 // 16
+    turns = [[len(eps[i].history) // 2 for i in g] for g in groups]
+    assert all(max(a) <= min(b) for a, b in zip(turns, turns[1:], strict=False))  # sorted by length
+    assert turn_groups(eps[:5], batch_size=8) == [sorted(range(5), key=lambda i: len(eps[i].history))]
+
+
+def test_bucketed_batches_cost_fewer_write_passes_and_keep_episodes_equally_likely():
+    rng = random.Random(0)
+    eps = varied([2] * 400 + [rng.randrange(2, 25) for _ in range(400)])
+    groups, draws = turn_groups(eps, batch_size=8), Counter()
+    passes = {False: [], True: []}
+    for step in range(2000):
+        for bucketed in (False, True):
+            idx = draw_batch(random.Random(step), len(eps), 8, groups if bucketed else None)
+            passes[bucketed].append(max(len(eps[i].history) for i in idx))
+            if bucketed:
+                assert len(set(idx)) == 8 and any(set(idx) <= set(g) for g in groups)
+                draws.update(idx)
+    mean = {k: sum(v) / len(v) for k, v in passes.items()}
+    assert mean[True] < 0.5 * mean[False]  # one-fact batches no longer pay for a long neighbour
+    # each episode drawn about 2000·8/800 = 20 times: no group is favoured
+    per_group = [sum(draws[i] for i in g) / len(g) for g in groups]
+    assert min(per_group) > 15 and max(per_group) < 25
+
+
+def test_draw_batch_repeats_only_when_the_group_is_smaller_than_the_batch():
+    idx = draw_batch(random.Random(1), 3, 5, [[0, 1, 2]])
+    assert len(idx) == 5 and set(idx) <= {0, 1, 2}
+    unbucketed = draw_batch(random.Random(1), 3, 5)
+    assert len(unbucketed) == 5 and set(unbucketed) <= {0, 1, 2}
