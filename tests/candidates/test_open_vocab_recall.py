@@ -24,9 +24,9 @@ CURRICULUM = ROOT / "candidates" / "smollm2-135m-instruct-curriculum-gpu"
 N = 40  # episodes; 10 candidates each: chance 4 correct
 N_CONTEXT = 30  # full synthetic test episodes (several facts, fillers, updates)
 # MEASURED (these 40 episodes): the open-vocabulary candidate 8 correct, follows the swap 15 times
-# vs 2 by coincidence; the curriculum candidate 12
-# correct, follows the swap 13 times vs 1; the shipped adapter 6 correct, follows
-# the swap 1 time vs 1 (fails the swap check). History in the prompt (N_CONTEXT episodes, correct):
+# vs 2 by coincidence; the curriculum candidate 12 correct, follows the swap 13 times vs 1; the
+# shipped adapter 6 correct, follows the swap 1 time vs 1 (fails the swap check). History in the
+# prompt (N_CONTEXT episodes, correct):
 # frozen full-context 26, curriculum memory+full-context 28, open-vocabulary 8 (it fails).
 
 
