@@ -96,13 +96,12 @@ def turn_groups(episodes: list[Any], batch_size: int) -> list[list[int]]:
 def draw_batch(rng: random.Random, n_episodes: int, batch_size: int,
                groups: list[list[int]] | None = None) -> list[int]:
     """Episode indices of one batch. Without ``groups``: ``batch_size`` uniform draws. With them:
-    a uniform anchor episode picks its group, and the batch is drawn from that group without
-    repeats (with repeats only if the group is smaller than the batch). Each episode stays equally
-    likely to be in a batch: a group is picked in proportion to its size."""
+    a group picked in proportion to its size, and the batch drawn from it without repeats (with
+    repeats only if the group is smaller than the batch), so each episode stays equally likely to
+    be in a batch."""
     if groups is None:
         return [rng.randrange(n_episodes) for _ in range(batch_size)]
-    anchor = rng.randrange(n_episodes)
-    group = next(g for g in groups if anchor in g) if len(groups) > 1 else groups[0]
+    group = rng.choices(groups, weights=[len(g) for g in groups])[0]
     if len(group) >= batch_size:
         return rng.sample(group, batch_size)
     return [group[rng.randrange(len(group))] for _ in range(batch_size)]
@@ -138,6 +137,7 @@ def train_step(dm: DeltaMemModel, tok: Any, episodes: list[Any], step: int, cfg:
     return {"step": step + 1, "loss": loss.item(), "lr": lr_at(step, cfg), "grad_norm": grad_norm,
             "ce_memory_only": mean(~is_ctx), "ce_context": mean(is_ctx),
             "views_context": int(is_ctx.sum()), "beta_mean": beta.mean().item(),
+            # turns of the longest history, before --budget-tokens drops the oldest ones
             "write_passes": max(len(turns_of(e.history)) for e in batch), **probe}
 
 
