@@ -28,7 +28,8 @@ W=${WORK:-/tmp/curriculum}
 PY=${PY:-python3}
 mkdir -p "$W/data" "$W/eval" "$OUT"
 started=$(date +%s)
-say() { echo "[$(( $(date +%s) - started ))s] $*"; }
+# shellcheck source=scripts/gpu_shards.sh
+. "$(dirname "$0")/gpu_shards.sh"  # say
 
 build() {  # name, generator flags
   local name=$1; shift

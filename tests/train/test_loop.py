@@ -12,6 +12,7 @@ import torch
 from safetensors.torch import load_file
 
 from agentmem.backbones import load_backbone
+from agentmem.cli import main
 from agentmem.config import DeltaMemConfig
 from agentmem.data.episodes import Episode, write_jsonl
 from agentmem.inject import attach_delta_mem
@@ -296,3 +297,35 @@ def test_draw_batch_repeats_only_when_the_group_is_smaller_than_the_batch():
     assert len(idx) == 5 and set(idx) <= {0, 1, 2}
     unbucketed = draw_batch(random.Random(1), 3, 5)
     assert len(unbucketed) == 5 and set(unbucketed) <= {0, 1, 2}
+
+
+def test_train_draws_bucketed_batches_only_when_asked(chat_backbone, tmp_path):
+    """`train` hands the length groups to every step: the logged write passes are those of the
+    batches `draw_batch` gives with the groups (and without them when bucket_turns is off)."""
+    eps = varied([1] * 16 + [3] * 16)  # two length groups at batch 2
+    data = tmp_path / "train.jsonl"
+    write_jsonl(data, eps)
+    for bucket in (False, True):
+        cfg = TrainConfig(data=[str(data)], out=str(tmp_path / str(bucket)), backbone=str(chat_backbone),
+                          steps=8, batch_size=2, lr=1e-3, probe_every=0, bucket_turns=bucket)
+        train(cfg)
+        log = [json.loads(r) for r in (tmp_path / str(bucket) / "train_log.jsonl").read_text().splitlines()]
+        groups = turn_groups(eps, 2) if bucket else None
+        expected = [max(len(eps[i].history) // 2 for i in
+                        draw_batch(random.Random(cfg.seed * 1_000_003 + s), len(eps), 2, groups))
+                    for s in range(8)]
+        assert [r["write_passes"] for r in log] == expected
+    assert expected != [max(len(eps[i].history) // 2 for i in
+                            draw_batch(random.Random(cfg.seed * 1_000_003 + s), len(eps), 2))
+                        for s in range(8)]  # the two samplers differ on these steps
+
+
+def test_cli_passes_bucket_turns(chat_backbone, tmp_path):
+    data = tmp_path / "train.jsonl"
+    write_jsonl(data, episodes())
+    for flag, out in (([], "off"), (["--bucket-turns"], "on")):
+        assert main(["train", "--data", str(data), "--out", str(tmp_path / out), "--backbone",
+                     str(chat_backbone), "--steps", "1", "--batch-size", "2", "--device", "cpu",
+                     "--probe-every", "0", *flag]) == 0
+        card = (tmp_path / out / "adapter" / "README.md").read_text()
+        assert f'"bucket_turns": {"true" if flag else "false"}' in card
