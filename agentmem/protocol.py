@@ -267,7 +267,7 @@ def _shared_prefix_logprobs(dm: DeltaMemModel, ids: Tensor, attn: Tensor, tmask:
     decoder = dm.model.get_decoder()
     with dm.memory(_rows(state, 1)):
         head = decoder(input_ids=ids[:1, :P].to(device), use_cache=True)
-    cache = head.past_key_values
+    cache = head["cache"]  # transformers 5.2x: `past_key_values` is a deprecated alias
     cache.batch_repeat_interleave(B)
     with dm.memory(_rows(state, B), batch_size=B):
         tail = decoder(input_ids=ids[:, P:].to(device), attention_mask=attn.to(device),
