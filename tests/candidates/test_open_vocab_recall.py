@@ -3,8 +3,9 @@ one-fact synthetic test episodes (attribute types, phrasings and values all disj
 training split), memory-only, with the swap test as the proof that the written value answers.
 The shipped adapter, whose memory carries only values seen in training, fails it (see MEASURED):
 the test can fail. The curriculum candidate, trained on from the open-vocabulary one with the
-history also shown in half of the read views, must besides help, not harm, when the history is in
-the prompt — which the open-vocabulary candidate fails (see MEASURED)."""
+history also shown in half of the read views, and the multi-fact candidate trained on from it
+must besides help, not harm, when the history is in the prompt — which the open-vocabulary
+candidate fails (see MEASURED)."""
 
 from __future__ import annotations
 
@@ -21,13 +22,15 @@ from agentmem.protocol import read_prompt, score_candidates, write_history
 ROOT = Path(__file__).parents[2]
 OPEN_VOCAB = ROOT / "candidates" / "smollm2-135m-instruct-open-vocab"
 CURRICULUM = ROOT / "candidates" / "smollm2-135m-instruct-curriculum-gpu"
+MULTIFACT = ROOT / "candidates" / "smollm2-135m-instruct-multifact-gpu"
 N = 40  # episodes; 10 candidates each: chance 4 correct
 N_CONTEXT = 30  # full synthetic test episodes (several facts, fillers, updates)
 # MEASURED (these 40 episodes): the open-vocabulary candidate 8 correct, follows the swap 15 times
 # vs 2 by coincidence; the curriculum candidate 12 correct, follows the swap 13 times vs 1; the
-# shipped adapter 6 correct, follows the swap 1 time vs 1 (fails the swap check). History in the
-# prompt (N_CONTEXT episodes, correct):
-# frozen full-context 26, curriculum memory+full-context 28, open-vocabulary 8 (it fails).
+# multi-fact candidate 18 correct, follows the swap 17 times vs 4; the shipped adapter 6 correct,
+# follows the swap 1 time vs 1 (fails the swap check). History in the prompt (N_CONTEXT
+# episodes, correct): frozen full-context 26, memory+full-context: curriculum 28, multi-fact 27,
+# open-vocabulary 8 (it fails).
 
 
 def predict(dm, tok, ep, history: list[dict[str, str]]) -> str:
@@ -54,7 +57,7 @@ def recall(folder: Path) -> tuple[int, int, int]:
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("folder", [OPEN_VOCAB, CURRICULUM], ids=lambda p: p.name)
+@pytest.mark.parametrize("folder", [OPEN_VOCAB, CURRICULUM, MULTIFACT], ids=lambda p: p.name)
 def test_candidate_recalls_values_never_seen_in_training(folder):
     correct, follow, base = recall(folder)
     chance = N / 10
@@ -80,6 +83,7 @@ def with_history(folder: Path) -> tuple[int, int]:
 
 
 @pytest.mark.slow
-def test_curriculum_candidate_does_not_harm_with_the_history_in_the_prompt():
-    frozen, memory = with_history(CURRICULUM)
+@pytest.mark.parametrize("folder", [CURRICULUM, MULTIFACT], ids=lambda p: p.name)
+def test_candidate_does_not_harm_with_the_history_in_the_prompt(folder):
+    frozen, memory = with_history(folder)
     assert memory >= frozen - 1, (memory, frozen, N_CONTEXT)
