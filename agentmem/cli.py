@@ -64,7 +64,7 @@ def _train(args: argparse.Namespace) -> int:
                       limit=args.limit, stop_after=args.stop_after, max_minutes=args.max_minutes,
                       device=args.device, init_adapter=args.init_adapter,
                       probe_every=args.probe_every, bucket_turns=args.bucket_turns,
-                      adapter=adapter)
+                      match_weight=args.match_weight, adapter=adapter)
     folder = train(cfg, command="agentmem " + " ".join(sys.argv[1:]))
     print(f"adapter written to {folder}")
     return 0
@@ -195,6 +195,11 @@ def _add_train(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--bucket-turns", action="store_true",
                    help="draw each batch from episodes with about as many history turns (one write "
                         "pass per turn: mixed lengths make every row pay for the longest)")
+    p.add_argument("--match-weight", type=_non_negative_float, default=0.0,
+                   help="add W × the query-key match term: on episodes that record the message "
+                        "stating the answer (meta.fact_turn), the memory query that reads the "
+                        "answer should match that message's key and no other "
+                        "(agentmem.train.match; message-level writes; 0: off)")
     p.set_defaults(func=_train)
 
 
@@ -202,6 +207,13 @@ def _non_negative(text: str) -> int:
     value = int(text)
     if value < 0:
         raise argparse.ArgumentTypeError(f"{value} < 0")
+    return value
+
+
+def _non_negative_float(text: str) -> float:
+    value = float(text)
+    if not value >= 0:  # also refuses nan
+        raise argparse.ArgumentTypeError(f"{value} is not ≥ 0")
     return value
 
 

@@ -3,7 +3,8 @@
 Per episode: the history is written into memory turn by turn (as served), gradients reach the
 write parameters through replayed writes; then question + answer are read with writes off in
 a memory-only view or a memory + history-visible view; loss = cross-entropy on the answer,
-plus 0.01 · mean over layers of (mean β − 0.05)². AdamW, warm-up then cosine decay.
+plus 0.01 · mean over layers of (mean β − 0.05)², plus optionally the query–key match term of
+`agentmem.train.match` (``match_weight``). AdamW, warm-up then cosine decay.
 """
 
 from __future__ import annotations
@@ -27,6 +28,7 @@ from agentmem.inject import DeltaMemModel, attach_delta_mem
 from agentmem.protocol import answer_loss, read_prompt, turns_of, write_histories_grad
 from agentmem.state import MemoryState
 from agentmem.train.checkpoint import load_checkpoint, save_checkpoint
+from agentmem.train.match import fact_message, match_loss, reply_queries
 from agentmem.train.report import write_card, write_loss_plot
 
 
@@ -54,6 +56,7 @@ class TrainConfig:
     init_adapter: str | None = None  # start from this adapter's weights (its config wins)
     probe_every: int = 10  # log the memory-gain probe every N steps (0: never); see memory_probe
     bucket_turns: bool = False  # draw each batch from episodes of similar length (see turn_groups)
+    match_weight: float = 0.0  # weight of the query–key match term (agentmem.train.match); 0: off
     adapter: dict[str, Any] = field(default_factory=lambda: {"write_mode": "message"})
 
 
@@ -118,12 +121,22 @@ def train_step(dm: DeltaMemModel, tok: Any, episodes: list[Any], step: int, cfg:
     batch = [episodes[i] for i in draw_batch(rng, len(episodes), cfg.batch_size, groups)]
     ctx = [step >= cfg.memory_only_steps and rng.random() < cfg.context_views for _ in batch]
     opt.zero_grad(set_to_none=True)
+    keys: list[torch.Tensor | None] | None = [] if cfg.match_weight else None
     state, beta = write_histories_grad(dm, tok, [e.history for e in batch],
-                                       budget_tokens=cfg.budget_tokens)
+                                       budget_tokens=cfg.budget_tokens, keys_out=keys)
     prompts = [read_prompt("memory+full-context" if c else "memory-only", e.history, e.question)
                for e, c in zip(batch, ctx, strict=True)]
     ce = answer_loss(dm, tok, prompts, [e.answer for e in batch], state)  # [B]
     loss = ce.mean() + cfg.sparsity * ((beta - 0.05) ** 2).mean()
+    matched = {}
+    if keys is not None:
+        facts = [fact_message(e, 0 if k is None else k.shape[0])
+                 for e, k in zip(batch, keys, strict=True)]
+        queries = reply_queries(dm, tok, [e.question for e in batch], [e.answer for e in batch])
+        match, hit = match_loss(queries, keys, facts)
+        loss = loss + cfg.match_weight * match
+        if hit is not None:
+            matched = {"match_ce": match.item(), "match_acc": hit}
     loss.backward()
     is_ctx, ce_rows = torch.tensor(ctx), ce.detach().cpu()
     probe = {}
@@ -138,7 +151,7 @@ def train_step(dm: DeltaMemModel, tok: Any, episodes: list[Any], step: int, cfg:
             "ce_memory_only": mean(~is_ctx), "ce_context": mean(is_ctx),
             "views_context": int(is_ctx.sum()), "beta_mean": beta.mean().item(),
             # turns of the longest history, before --budget-tokens drops the oldest ones
-            "write_passes": max(len(turns_of(e.history)) for e in batch), **probe}
+            "write_passes": max(len(turns_of(e.history)) for e in batch), **matched, **probe}
 
 
 def neighbour_ce(dm: DeltaMemModel, tok: Any, batch: list[Any], rows: list[int],
@@ -185,6 +198,9 @@ def train(cfg: TrainConfig, command: str = "") -> Path:
     if init is not None:
         cfg.adapter = init[0].to_dict()  # continue that adapter's architecture
     dm = attach_delta_mem(model.to(device), DeltaMemConfig.from_dict(cfg.adapter))
+    if cfg.match_weight and dm.config.write_mode != "message":
+        raise ValueError("--match-weight needs message-level writes (one key per message); "
+                         f"this adapter writes per {dm.config.write_mode}")
     opt = torch.optim.AdamW(list(dm.parameters()), lr=cfg.lr, weight_decay=0.0)
     episodes = load_episodes(cfg.data, cfg.limit)
     groups = turn_groups(episodes, cfg.batch_size) if cfg.bucket_turns else None
