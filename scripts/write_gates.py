@@ -10,9 +10,11 @@ replies. Since retention is tied to the gate (λ = 1 − β, DESIGN §1), every 
 the whole state down: ``kept`` is the mean over layers and rows of Π (1 − β) over the messages
 written after the fact, i.e. the share of the fact's write that the decay alone leaves at question
 time (the delta term's overwrites come on top). ``picked``: for each layer and state, whether the
-question's mean memory query (memory-only prompt, averaged over its tokens) has a larger dot
-product with the asked fact's key than with every other message's key — the share of (layer,
-state) pairs where the read points at the asked fact, against 1 / messages if it pointed anywhere.
+mean memory query at the positions that predict the answer (`agentmem.train.match`) has a larger
+dot product with the asked fact's key than with every other message's key — the share of (layer,
+state) pairs where the read points at the asked fact, against 1 / messages if it pointed anywhere;
+and ``share``: |q̄ · k_fact| / Σ_m |q̄ · k_m|, the fact's part of the key weights of the linear read
+(1 / messages when every key matches alike).
 """
 
 from __future__ import annotations
@@ -27,16 +29,16 @@ from agentmem.adapters import load_adapter
 from agentmem.backbones import DEFAULT_BACKBONE, load_backbone
 from agentmem.data.episodes import read_jsonl
 from agentmem.layer import DeltaMemLayer
-from agentmem.protocol import read_prompt, score_candidates, write_history
+from agentmem.protocol import write_history
+from agentmem.train.match import reply_queries
 
 
 def message_writes(dm, tok, episode) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:  # noqa: ANN001
     """β and k of every message of the history ([messages, layers, N, r] each) and the question's
-    mean memory query per layer ([layers, N, r])."""
+    mean memory query per layer ([layers, N, r], as `agentmem train --match-weight` uses it)."""
     betas: list[torch.Tensor] = []
     keys: list[torch.Tensor] = []
-    queries: dict[int, torch.Tensor] = {}
-    write_only, step = DeltaMemLayer.write_only, DeltaMemLayer.step
+    write_only = DeltaMemLayer.write_only
 
     def recording_write(self, x, S0, *, mask=None, pool=None):  # noqa: ANN001, ANN202
         S, beta = write_only(self, x, S0, mask=mask, pool=pool)
@@ -45,19 +47,14 @@ def message_writes(dm, tok, episode) -> tuple[torch.Tensor, torch.Tensor, torch.
         keys.append(k[0].detach().cpu())
         return S, beta
 
-    def recording_step(self, x, cache, layer_idx):  # noqa: ANN001, ANN202
-        if cache.write == "off" and layer_idx not in queries:  # the first read pass: the prompt
-            queries[layer_idx] = self.features(x)[0][0].mean(0).detach().cpu()
-        return step(self, x, cache, layer_idx)
-
-    DeltaMemLayer.write_only, DeltaMemLayer.step = recording_write, recording_step
+    DeltaMemLayer.write_only = recording_write
     try:
         with torch.no_grad():
-            state = write_history(dm, tok, episode.history)
-            score_candidates(dm, tok, read_prompt("memory-only", episode.history, episode.question),
-                             [episode.answer], state)
+            write_history(dm, tok, episode.history)
     finally:
-        DeltaMemLayer.write_only, DeltaMemLayer.step = write_only, step
+        DeltaMemLayer.write_only = write_only
+    with torch.no_grad():
+        queries = reply_queries(dm, tok, [episode.question], [episode.answer])[0].cpu()
     L = len(dm.layer_indices)
 
     def per_message(seen: list[torch.Tensor]) -> torch.Tensor:  # turns in order, then messages
@@ -67,7 +64,7 @@ def message_writes(dm, tok, episode) -> tuple[torch.Tensor, torch.Tensor, torch.
     if gates.shape[0] != len(episode.history):
         raise RuntimeError(f"{gates.shape[0]} written messages for {len(episode.history)} "
                            "in the history")
-    return gates, k, torch.stack([queries[i] for i in dm.layer_indices])
+    return gates, k, queries
 
 
 def main(argv: list[str]) -> int:
@@ -82,7 +79,7 @@ def main(argv: list[str]) -> int:
     if dm.config.write_mode != "message":
         ap.error("the adapter writes per token; this script reads message-level gates")
     groups: dict[str, list[float]] = {"asked fact": [], "other user turns": [], "assistant": []}
-    kept, later, picked, chance = [], [], [], []
+    kept, later, picked, share, chance = [], [], [], [], []
     for e in read_jsonl(args.data)[: args.n]:
         turn = e.meta["fact_turn"]
         gates, k, q = message_writes(dm, tok, e)
@@ -93,6 +90,7 @@ def main(argv: list[str]) -> int:
         later.append(len(e.history) - turn - 1)
         match = (k * q).sum(-1)  # [messages, layers, N]
         picked.append((match.argmax(0) == turn).float().mean().item())
+        share.append((match[turn].abs() / match.abs().sum(0)).mean().item())
         chance.append(1 / len(e.history))
     print(f"{args.adapter}: {len(kept)} episodes\n")
     print("| messages | n | mean β |\n|---|---|---|")
@@ -103,6 +101,8 @@ def main(argv: list[str]) -> int:
           f"median {statistics.median(kept):.3f}")
     print(f"the question's read points at the asked fact in {statistics.fmean(picked):.3f} of the "
           f"(layer, state) pairs; 1 / messages: {statistics.fmean(chance):.3f}")
+    print(f"the asked fact's share of the read's key weights, |q̄ · k_fact| / Σ |q̄ · k_m|: "
+          f"{statistics.fmean(share):.3f}")
     return 0
 
 
