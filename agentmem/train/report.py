@@ -29,9 +29,13 @@ def write_loss_plot(log_path: Path, png: Path) -> None:
     if probe:  # the memory gain is the gap between this curve and the memory-only one
         ax.plot(*zip(*probe, strict=True), label="answer CE, memory-only, another episode's state",
                 linewidth=1, linestyle="--")
+    match = [(r["step"], r["match_ce"]) for r in rows if "match_ce" in r]
+    if match:  # --match-weight: the query–key match term, unweighted
+        ax.plot(*zip(*match, strict=True), label="query–key match term", linewidth=1, linestyle=":")
     ax.set_xlabel("step")
     ax.set_ylabel("loss (nats / token)")
-    ax.legend()
+    if ax.get_legend_handles_labels()[0]:  # a log without rows (nothing trained) plots nothing
+        ax.legend()
     ax.grid(alpha=0.3)
     fig.tight_layout()
     fig.savefig(png, dpi=120)

@@ -159,3 +159,30 @@ def test_cli_passes_match_weight_and_refuses_a_negative_one(chat_backbone, tmp_p
         with pytest.raises(SystemExit):
             main([*args, "--out", str(tmp_path / "bad"), "--match-weight", bad])
     assert not (tmp_path / "bad").exists()
+
+
+def test_loss_plot_draws_the_match_term_and_survives_an_empty_log(tmp_path, monkeypatch):
+    import warnings
+
+    import matplotlib.axes
+
+    from agentmem.train.report import write_loss_plot
+
+    log = tmp_path / "train_log.jsonl"
+    rows = [{"step": s, "loss": 3.0 - s / 10, "ce_memory_only": 2.0, "ce_context": 0.0,
+             "match_ce": 0.9 - s / 20} for s in range(1, 6)]
+    log.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    labels, plot = [], matplotlib.axes.Axes.plot
+
+    def recording(self, *args, **kwargs):
+        labels.append(kwargs.get("label"))
+        return plot(self, *args, **kwargs)
+
+    monkeypatch.setattr(matplotlib.axes.Axes, "plot", recording)
+    write_loss_plot(log, tmp_path / "loss.png")
+    assert "query–key match term" in labels
+    log.write_text("")
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # no "no artists with labels" legend warning
+        write_loss_plot(log, tmp_path / "empty.png")
+    assert (tmp_path / "loss.png").stat().st_size > 0 and (tmp_path / "empty.png").stat().st_size > 0
