@@ -76,7 +76,7 @@ class DeltaMemLayer(nn.Module):
         else:
             reads, S = delta_rule_read(q, S0)
             if cache.write == "message":
-                S, _ = self.write_only(x, S0, pool=cache.pool_spans_weights(x))
+                S, _, _ = self.write_only(x, S0, pool=cache.pool_spans_weights(x))
         cache.commit(layer_idx, S, T)
         return reads.reshape(B, T, -1)
 
@@ -99,8 +99,9 @@ class DeltaMemLayer(nn.Module):
         return reads
 
     def write_only(self, x: Tensor, S0: Tensor, *, mask: Tensor | None = None,
-                   pool: tuple[Tensor, Tensor] | None = None) -> tuple[Tensor, Tensor]:
-        """The state after writing x [B, T, d] into S0, without reads; also returns β.
+                   pool: tuple[Tensor, Tensor] | None = None) -> tuple[Tensor, Tensor, Tensor]:
+        """The state after writing x [B, T, d] into S0, without reads; also returns β and the
+        keys k ([B, T or M, N, r] each: per token, or per message with ``pool``).
 
         Args:
             mask: [B, T], 0 where a token must not write (TSW).
@@ -113,7 +114,7 @@ class DeltaMemLayer(nn.Module):
         _, k, v, beta = self.features(x)
         if mask is not None:
             beta = beta * mask.to(beta.dtype)[..., None, None]
-        return delta_rule(k, k, v, beta, S0)[1], beta
+        return delta_rule(k, k, v, beta, S0)[1], beta, k
 
     def correct(self, branch: str, out: Tensor, m: Tensor) -> Tensor:
         """out + s · U_branch m; out [B, T, o] from the frozen projection, m [B, T, N·r] fp32."""

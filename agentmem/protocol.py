@@ -122,12 +122,11 @@ def _replayed_write(dm: DeltaMemModel, ids: Tensor, attn: Tensor,
     pool = c.pool_spans_weights(ids) if message else None
     layers, betas, keys = [], [], []
     for j, i in enumerate(dm.layer_indices):
-        S, beta = dm.layers[i].write_only(c.record[i], state.tensors[:, j].to(device), pool=pool,
-                                          mask=None if message else attn)
+        S, beta, k = dm.layers[i].write_only(c.record[i], state.tensors[:, j].to(device),
+                                             pool=pool, mask=None if message else attn)
         layers.append(S)
         betas.append(beta.mean())
-        if row_keys is not None:  # [B, M, N, r]: each message's key, as write_only computed it
-            keys.append(dm.layers[i].features(pool[0] @ c.record[i].float())[1])
+        keys.append(k)  # [B, M, N, r] with message-level writes
     if row_keys is not None:
         stacked = torch.stack(keys, dim=2)  # [B, M, L, N, r]
         for b, row in enumerate(spans):
@@ -225,7 +224,7 @@ def bm25_turns(history: list[Message], question: str, k: int) -> list[Message]:
     return [m for i in best for m in turns[i]]
 
 
-def _reply_batch(tokenizer: Any, pairs: list[tuple[list[Message], str]]
+def reply_batch(tokenizer: Any, pairs: list[tuple[list[Message], str]]
                  ) -> tuple[Tensor, Tensor, Tensor]:
     """ids [B, T] (right-padded), attention mask, and a target mask over each reply's tokens
     plus the end-of-turn marker, for (prompt, reply) pairs."""
@@ -298,7 +297,7 @@ def _shared_prefix_logprobs(dm: DeltaMemModel, ids: Tensor, attn: Tensor, tmask:
 def score_candidates(dm: DeltaMemModel, tokenizer: Any, prompt: ReadPrompt, candidates: list[str],
                      state: MemoryState | None) -> tuple[Tensor, Tensor]:
     """Sum and per-token-mean log-likelihood of each candidate as the assistant's reply."""
-    ids, attn, tmask = _reply_batch(tokenizer, [(prompt.messages, c) for c in candidates])
+    ids, attn, tmask = reply_batch(tokenizer, [(prompt.messages, c) for c in candidates])
     logp = _shared_prefix_logprobs(dm, ids, attn, tmask, state if prompt.uses_memory else None)
     total = (logp * tmask.to(logp)).sum(-1)
     return total, total / tmask.sum(-1).to(logp)
@@ -309,7 +308,7 @@ def answer_loss(dm: DeltaMemModel, tokenizer: Any, prompts: list[ReadPrompt], an
     """Per-row cross-entropy on the answer tokens only ([B], with autograd).
 
     Rows whose prompt does not use memory read an empty state (the frozen backbone)."""
-    ids, attn, tmask = _reply_batch(tokenizer, [(p.messages, a) for p, a in
+    ids, attn, tmask = reply_batch(tokenizer, [(p.messages, a) for p, a in
                                                 zip(prompts, answers, strict=True)])
     if state is not None:
         keep = torch.tensor([p.uses_memory for p in prompts], dtype=state.tensors.dtype,

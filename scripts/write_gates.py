@@ -41,11 +41,10 @@ def message_writes(dm, tok, episode) -> tuple[torch.Tensor, torch.Tensor, torch.
     write_only = DeltaMemLayer.write_only
 
     def recording_write(self, x, S0, *, mask=None, pool=None):  # noqa: ANN001, ANN202
-        S, beta = write_only(self, x, S0, mask=mask, pool=pool)
-        _, k, _, _ = self.features(pool[0] @ x.float())
+        S, beta, k = write_only(self, x, S0, mask=mask, pool=pool)
         betas.append(beta[0].detach().cpu())  # [messages of the turn, N, r]
         keys.append(k[0].detach().cpu())
-        return S, beta
+        return S, beta, k
 
     DeltaMemLayer.write_only = recording_write
     try:

@@ -136,7 +136,7 @@ def train_step(dm: DeltaMemModel, tok: Any, episodes: list[Any], step: int, cfg:
         match, hit = match_loss(queries, keys, facts)
         loss = loss + cfg.match_weight * match
         if hit is not None:
-            matched = {"match_ce": match.item(), "match_acc": hit}
+            matched = {"match_loss": match.item(), "match_acc": hit}
     loss.backward()
     is_ctx, ce_rows = torch.tensor(ctx), ce.detach().cpu()
     probe = {}

@@ -20,7 +20,7 @@ import torch
 from torch import Tensor
 
 from agentmem.inject import DeltaMemModel
-from agentmem.protocol import _reply_batch
+from agentmem.protocol import reply_batch
 
 
 def fact_message(episode: Any, written: int) -> int | None:
@@ -40,7 +40,7 @@ def reply_queries(dm: DeltaMemModel, tokenizer: Any, questions: list[str], answe
     token, then averaged. Those positions' reads are the ones that correct the answer's logits.
     The layer inputs come from the frozen backbone (an empty memory reads nothing); gradients
     reach W_q."""
-    ids, attn, tmask = _reply_batch(tokenizer, [([{"role": "user", "content": q}], a)
+    ids, attn, tmask = reply_batch(tokenizer, [([{"role": "user", "content": q}], a)
                                                 for q, a in zip(questions, answers, strict=True)])
     predicts = torch.zeros(tmask.shape)
     predicts[:, :-1] = tmask[:, 1:].float()  # position t − 1 predicts target t

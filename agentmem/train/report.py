@@ -29,7 +29,7 @@ def write_loss_plot(log_path: Path, png: Path) -> None:
     if probe:  # the memory gain is the gap between this curve and the memory-only one
         ax.plot(*zip(*probe, strict=True), label="answer CE, memory-only, another episode's state",
                 linewidth=1, linestyle="--")
-    match = [(r["step"], r["match_ce"]) for r in rows if "match_ce" in r]
+    match = [(r["step"], r["match_loss"]) for r in rows if "match_loss" in r]
     if match:  # --match-weight: the query–key match term, unweighted
         ax.plot(*zip(*match, strict=True), label="query–key match term", linewidth=1, linestyle=":")
     ax.set_xlabel("step")

@@ -133,9 +133,9 @@ def test_train_logs_the_match_term_only_when_weighted(chat_backbone, tmp_path):
         train(TrainConfig(data=[str(data)], out=str(out), backbone=str(chat_backbone), steps=3,
                           batch_size=2, probe_every=0, match_weight=weight))
         log = [json.loads(r) for r in (out / "train_log.jsonl").read_text().splitlines()]
-        assert all(("match_ce" in r) == bool(weight) for r in log)
+        assert all(("match_loss" in r) == bool(weight) for r in log)
         if weight:
-            assert all(0.0 <= r["match_acc"] <= 1.0 and r["match_ce"] > 0 for r in log)
+            assert all(0.0 <= r["match_acc"] <= 1.0 and r["match_loss"] > 0 for r in log)
 
 
 def test_train_refuses_the_match_term_with_token_writes(chat_backbone, tmp_path):
@@ -154,7 +154,7 @@ def test_cli_passes_match_weight_and_refuses_a_negative_one(chat_backbone, tmp_p
             "--batch-size", "2", "--device", "cpu", "--probe-every", "0"]
     assert main([*args, "--out", str(tmp_path / "on"), "--match-weight", "0.5"]) == 0
     assert '"match_weight": 0.5' in (tmp_path / "on" / "adapter" / "README.md").read_text()
-    assert "match_ce" in (tmp_path / "on" / "train_log.jsonl").read_text()
+    assert "match_loss" in (tmp_path / "on" / "train_log.jsonl").read_text()
     for bad in ("-1", "nan"):
         with pytest.raises(SystemExit):
             main([*args, "--out", str(tmp_path / "bad"), "--match-weight", bad])
@@ -170,7 +170,7 @@ def test_loss_plot_draws_the_match_term_and_survives_an_empty_log(tmp_path, monk
 
     log = tmp_path / "train_log.jsonl"
     rows = [{"step": s, "loss": 3.0 - s / 10, "ce_memory_only": 2.0, "ce_context": 0.0,
-             "match_ce": 0.9 - s / 20} for s in range(1, 6)]
+             "match_loss": 0.9 - s / 20} for s in range(1, 6)]
     log.write_text("".join(json.dumps(r) + "\n" for r in rows))
     labels, plot = [], matplotlib.axes.Axes.plot
 
