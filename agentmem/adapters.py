@@ -6,7 +6,7 @@ from pathlib import Path
 
 from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
-from torch import nn
+from torch import Tensor, nn
 
 from agentmem.config import DeltaMemConfig
 from agentmem.errors import AdapterError
@@ -19,13 +19,19 @@ SHIPPED = Path(__file__).parent / "adapters_shipped"
 
 def save_adapter(dm: DeltaMemModel, folder: str | Path) -> Path:
     """Write the adapter of ``dm`` to ``folder``; returns the folder."""
+    return write_adapter(folder, dm.config, dm.adapter_state_dict(), dm.backbone_id)
+
+
+def write_adapter(folder: str | Path, config: DeltaMemConfig, tensors: dict[str, Tensor],
+                  backbone_id: str) -> Path:
+    """Write an adapter folder from its config and tensors (fingerprinted here); returns it."""
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
-    tensors = {k: v.detach().cpu().contiguous() for k, v in dm.adapter_state_dict().items()}
-    meta = {"format": "agentmem.adapter/1", "fingerprint": dm.fingerprint(),
-            "backbone_id": dm.backbone_id}
+    tensors = {k: v.detach().cpu().contiguous() for k, v in tensors.items()}
+    meta = {"format": "agentmem.adapter/1", "fingerprint": adapter_fingerprint(config, tensors),
+            "backbone_id": backbone_id}
     save_file(tensors, str(folder / WEIGHTS_FILE), metadata=meta)
-    (folder / CONFIG_FILE).write_text(dm.config.to_json() + "\n")
+    (folder / CONFIG_FILE).write_text(config.to_json() + "\n")
     return folder
 
 

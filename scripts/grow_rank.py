@@ -24,12 +24,10 @@ import sys
 from pathlib import Path
 
 import torch
-from safetensors.torch import save_file
 from torch import Tensor
 
-from agentmem.adapters import CONFIG_FILE, WEIGHTS_FILE, read_adapter
+from agentmem.adapters import read_adapter, write_adapter
 from agentmem.config import DeltaMemConfig
-from agentmem.inject import adapter_fingerprint
 
 
 def grow(config: DeltaMemConfig, tensors: dict[str, Tensor], rank: int, eps: float = 0.05,
@@ -86,12 +84,10 @@ def main(argv: list[str]) -> int:
         grown, out = grow(config, tensors, args.rank, args.eps, args.seed)
     except ValueError as e:
         ap.error(str(e))
-    args.out.mkdir(parents=True, exist_ok=True)
-    meta = {**meta, "fingerprint": adapter_fingerprint(grown, out)}
-    save_file(out, str(args.out / WEIGHTS_FILE), metadata=meta)
-    (args.out / CONFIG_FILE).write_text(grown.to_json() + "\n")
+    write_adapter(args.out, grown, out, meta["backbone_id"])
+    _, _, written = read_adapter(args.out)  # checks the folder it wrote
     print(f"{args.out}: rank {config.rank} -> {grown.rank}, {grown.num_states} states, "
-          f"fingerprint {meta['fingerprint'][:16]}")
+          f"fingerprint {written['fingerprint'][:16]}")
     return 0
 
 
