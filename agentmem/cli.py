@@ -64,7 +64,8 @@ def _train(args: argparse.Namespace) -> int:
                       limit=args.limit, stop_after=args.stop_after, max_minutes=args.max_minutes,
                       device=args.device, init_adapter=args.init_adapter,
                       probe_every=args.probe_every, bucket_turns=args.bucket_turns,
-                      match_weight=args.match_weight, adapter=adapter)
+                      match_weight=args.match_weight, gate_weight=args.gate_weight,
+                      gate_beta=args.gate_beta, adapter=adapter)
     folder = train(cfg, command="agentmem " + " ".join(sys.argv[1:]))
     print(f"adapter written to {folder}")
     return 0
@@ -200,6 +201,13 @@ def _add_train(sub: argparse._SubParsersAction) -> None:
                         "stating the answer (meta.fact_turn), the memory query that reads the "
                         "answer should match that message's key and no other "
                         "(agentmem.train.match; message-level writes; 0: off)")
+    p.add_argument("--gate-weight", type=_non_negative_float, default=0.0,
+                   help="add W × the write-gate term: on episodes whose fact statements are known "
+                        "(the synthetic generator's), each statement's write gates should be "
+                        "--gate-beta and every other message's 0 (agentmem.train.gate; "
+                        "message-level writes; 0: off)")
+    p.add_argument("--gate-beta", type=_gate_beta, default=0.5,
+                   help="the write-gate term's target gate for statements, in (0, 1]")
     p.set_defaults(func=_train)
 
 
@@ -207,6 +215,13 @@ def _non_negative(text: str) -> int:
     value = int(text)
     if value < 0:
         raise argparse.ArgumentTypeError(f"{value} < 0")
+    return value
+
+
+def _gate_beta(text: str) -> float:
+    value = float(text)
+    if not 0.0 < value <= 1.0:  # also refuses nan
+        raise argparse.ArgumentTypeError(f"{value} is not in (0, 1]")
     return value
 
 

@@ -63,7 +63,8 @@ def write_history(dm: DeltaMemModel, tokenizer: Any, history: list[Message],
 
 def write_histories_grad(dm: DeltaMemModel, tokenizer: Any, histories: list[list[Message]], *,
                          budget_tokens: int | None = None,
-                         keys_out: list[Tensor | None] | None = None) -> tuple[MemoryState, Tensor]:
+                         keys_out: list[Tensor | None] | None = None,
+                         betas_out: list[Tensor | None] | None = None) -> tuple[MemoryState, Tensor]:
     """Write B histories into B memory rows, turn k of every history in one batched pass,
     with gradients into the δ-mem write parameters.
 
@@ -74,24 +75,27 @@ def write_histories_grad(dm: DeltaMemModel, tokenizer: Any, histories: list[list
 
     ``keys_out`` (message-level writes only): an empty list that receives, per row, the keys of
     its written messages in order ([M_b, L, N, r], with gradients into W_k; None for a row that
-    wrote nothing), for `agentmem.train.match`.
+    wrote nothing), for `agentmem.train.match`. ``betas_out`` likewise receives each written
+    message's write gates ([M_b, L, N, r], with gradients into W_β), for `agentmem.train.gate`.
     """
-    if keys_out is not None and dm.config.write_mode != "message":
-        raise ValueError("keys_out needs message-level writes: token writes have no message keys")
+    if (keys_out is not None or betas_out is not None) and dm.config.write_mode != "message":
+        raise ValueError("keys_out and betas_out need message-level writes: token writes have no "
+                         "message keys or gates")
     per_row = [encode_turns(tokenizer, h, budget_tokens) for h in histories]
     B, n_turns = len(histories), max((len(t) for t in per_row), default=0)
     state, betas = dm.new_state(B), []
-    row_keys: list[list[Tensor]] = [[] for _ in range(B)]
+    collect = keys_out is not None or betas_out is not None
+    row_writes: list[list[tuple[Tensor, Tensor]]] = [[] for _ in range(B)]
     for k in range(n_turns):
         turn = [rows[k] if k < len(rows) else None for rows in per_row]
         ids, attn, spans = _right_padded(tokenizer, turn)
         if not any(spans):
             continue
-        state, beta = _replayed_write(dm, ids, attn, spans, state,
-                                      row_keys if keys_out is not None else None)
+        state, beta = _replayed_write(dm, ids, attn, spans, state, row_writes if collect else None)
         betas.append(beta)
-    if keys_out is not None:
-        keys_out.extend(torch.cat(r) if r else None for r in row_keys)
+    for out, j in ((keys_out, 0), (betas_out, 1)):
+        if out is not None:
+            out.extend(torch.cat([w[j] for w in r]) if r else None for r in row_writes)
     beta_mean = (torch.stack(betas).mean(0) if betas
                  else torch.zeros(len(dm.layer_indices), device=dm.model.device))
     return state, beta_mean
@@ -112,7 +116,8 @@ def _right_padded(tokenizer: Any, turn: list[EncodedChat | None]
 
 def _replayed_write(dm: DeltaMemModel, ids: Tensor, attn: Tensor,
                     spans: list[list[tuple[int, int]]], state: MemoryState,
-                    row_keys: list[list[Tensor]] | None = None) -> tuple[MemoryState, Tensor]:
+                    row_writes: list[list[tuple[Tensor, Tensor]]] | None = None
+                    ) -> tuple[MemoryState, Tensor]:
     device = dm.model.device
     ids, attn = ids.to(device), attn.to(device)
     with torch.no_grad(), dm.memory(state, write=True, batch_size=ids.shape[0],
@@ -120,18 +125,19 @@ def _replayed_write(dm: DeltaMemModel, ids: Tensor, attn: Tensor,
         dm.model.get_decoder()(input_ids=ids, attention_mask=attn, use_cache=False)
     message = dm.config.write_mode == "message"
     pool = c.pool_spans_weights(ids) if message else None
-    layers, betas, keys = [], [], []
+    layers, betas, keys, gates = [], [], [], []
     for j, i in enumerate(dm.layer_indices):
         S, beta, k = dm.layers[i].write_only(c.record[i], state.tensors[:, j].to(device),
                                              pool=pool, mask=None if message else attn)
         layers.append(S)
         betas.append(beta.mean())
         keys.append(k)  # [B, M, N, r] with message-level writes
-    if row_keys is not None:
-        stacked = torch.stack(keys, dim=2)  # [B, M, L, N, r]
+        gates.append(beta)
+    if row_writes is not None:
+        stacked_k, stacked_b = torch.stack(keys, dim=2), torch.stack(gates, dim=2)  # [B, M, L, N, r]
         for b, row in enumerate(spans):
             if row:
-                row_keys[b].append(stacked[b, : len(row)])
+                row_writes[b].append((stacked_k[b, : len(row)], stacked_b[b, : len(row)]))
     new = MemoryState(torch.stack(layers, dim=1), c.tokens_written.cpu(), dm.layer_indices,
                       dm.fingerprint(), dm.backbone_id, dm.config)
     return new, torch.stack(betas)

@@ -13,6 +13,7 @@ The test split shares no attribute type, phrasing or value with the train split 
 ``attribute``, ``kind``, ``split``, ``old_value`` (updates only), ``session_starts`` (history index
 where each session begins) and ``swap`` (``{"turn", "value", "content"}``: the fact turn rendered
 with a fresh candidate instead of the answer; only that value differs).
+`statement_turns` recovers which user turns state a fact (or an update) from the history alone.
 """
 
 from __future__ import annotations
@@ -150,6 +151,17 @@ def _episode(split: str, cfg: SyntheticConfig, rng: random.Random, ep_id: str) -
     question = rng.choice(asked.questions + tuple(f.format(p=asked.phrase) for f in QUESTION_FRAMES[split]))
     return Episode(id=ep_id, history=history, question=question, answer=last.value, candidates=candidates,
                    category="update" if olds else "single", meta=meta)
+
+
+FILLER_SENTENCES = frozenset(t.format(x=x) for t, slots in FILLERS for x in slots)
+
+
+def statement_turns(history: list[dict[str, str]]) -> list[int]:
+    """History indices of the user turns that state a fact or an update: every user turn that is
+    not one of the generator's filler sentences (shared by both splits). Assistant replies are
+    never statements."""
+    return [i for i, m in enumerate(history)
+            if m["role"] == "user" and m["content"] not in FILLER_SENTENCES]
 
 
 def _statement(split: str, attr: Attribute, rng: random.Random) -> str:

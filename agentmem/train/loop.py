@@ -4,7 +4,8 @@ Per episode: the history is written into memory turn by turn (as served), gradie
 write parameters through replayed writes; then question + answer are read with writes off in
 a memory-only view or a memory + history-visible view; loss = cross-entropy on the answer,
 plus 0.01 · mean over layers of (mean β − 0.05)², plus optionally the query–key match term of
-`agentmem.train.match` (``match_weight``). AdamW, warm-up then cosine decay.
+`agentmem.train.match` (``match_weight``) and the write-gate term of `agentmem.train.gate`
+(``gate_weight``). AdamW, warm-up then cosine decay.
 """
 
 from __future__ import annotations
@@ -28,6 +29,7 @@ from agentmem.inject import DeltaMemModel, attach_delta_mem
 from agentmem.protocol import answer_loss, read_prompt, turns_of, write_histories_grad
 from agentmem.state import MemoryState
 from agentmem.train.checkpoint import load_checkpoint, save_checkpoint
+from agentmem.train.gate import gate_loss, statement_messages
 from agentmem.train.match import fact_message, match_loss, reply_queries
 from agentmem.train.report import write_card, write_loss_plot
 
@@ -57,6 +59,8 @@ class TrainConfig:
     probe_every: int = 10  # log the memory-gain probe every N steps (0: never); see memory_probe
     bucket_turns: bool = False  # draw each batch from episodes of similar length (see turn_groups)
     match_weight: float = 0.0  # weight of the query–key match term (agentmem.train.match); 0: off
+    gate_weight: float = 0.0  # weight of the write-gate term (agentmem.train.gate); 0: off
+    gate_beta: float = 0.5  # the write-gate term's target gate for statements (others: 0)
     adapter: dict[str, Any] = field(default_factory=lambda: {"write_mode": "message"})
 
 
@@ -122,8 +126,10 @@ def train_step(dm: DeltaMemModel, tok: Any, episodes: list[Any], step: int, cfg:
     ctx = [step >= cfg.memory_only_steps and rng.random() < cfg.context_views for _ in batch]
     opt.zero_grad(set_to_none=True)
     keys: list[torch.Tensor | None] | None = [] if cfg.match_weight else None
+    gates: list[torch.Tensor | None] | None = [] if cfg.gate_weight else None
     state, beta = write_histories_grad(dm, tok, [e.history for e in batch],
-                                       budget_tokens=cfg.budget_tokens, keys_out=keys)
+                                       budget_tokens=cfg.budget_tokens, keys_out=keys,
+                                       betas_out=gates)
     prompts = [read_prompt("memory+full-context" if c else "memory-only", e.history, e.question)
                for e, c in zip(batch, ctx, strict=True)]
     ce = answer_loss(dm, tok, prompts, [e.answer for e in batch], state)  # [B]
@@ -137,6 +143,13 @@ def train_step(dm: DeltaMemModel, tok: Any, episodes: list[Any], step: int, cfg:
         loss = loss + cfg.match_weight * match
         if hit is not None:
             matched = {"match_loss": match.item(), "match_acc": hit}
+    if gates is not None:
+        labels = [statement_messages(e, 0 if g is None else g.shape[0])
+                  for e, g in zip(batch, gates, strict=True)]
+        gated, stats = gate_loss(gates, labels, cfg.gate_beta)
+        loss = loss + cfg.gate_weight * gated
+        if stats:
+            matched.update(gate_loss=gated.item(), **stats)
     loss.backward()
     is_ctx, ce_rows = torch.tensor(ctx), ce.detach().cpu()
     probe = {}
@@ -189,6 +202,8 @@ def train(cfg: TrainConfig, command: str = "") -> Path:
     is stored in the checkpoint, so a resumed run keeps it. Any sitting also ends, checkpointed,
     once the budget is spent.
     """
+    if not 0.0 < cfg.gate_beta <= 1.0:  # also refuses nan
+        raise ValueError(f"gate_beta must be in (0, 1], got {cfg.gate_beta}")
     out = Path(cfg.out)
     out.mkdir(parents=True, exist_ok=True)
     torch.manual_seed(cfg.seed)
@@ -198,9 +213,10 @@ def train(cfg: TrainConfig, command: str = "") -> Path:
     if init is not None:
         cfg.adapter = init[0].to_dict()  # continue that adapter's architecture
     dm = attach_delta_mem(model.to(device), DeltaMemConfig.from_dict(cfg.adapter))
-    if cfg.match_weight and dm.config.write_mode != "message":
-        raise ValueError("--match-weight needs message-level writes (one key per message); "
-                         f"this adapter writes per {dm.config.write_mode}")
+    for flag, weight in (("--match-weight", cfg.match_weight), ("--gate-weight", cfg.gate_weight)):
+        if weight and dm.config.write_mode != "message":
+            raise ValueError(f"{flag} needs message-level writes (one key and gate per message); "
+                             f"this adapter writes per {dm.config.write_mode}")
     opt = torch.optim.AdamW(list(dm.parameters()), lr=cfg.lr, weight_decay=0.0)
     episodes = load_episodes(cfg.data, cfg.limit)
     groups = turn_groups(episodes, cfg.batch_size) if cfg.bucket_turns else None

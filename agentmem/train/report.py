@@ -32,6 +32,9 @@ def write_loss_plot(log_path: Path, png: Path) -> None:
     match = [(r["step"], r["match_loss"]) for r in rows if "match_loss" in r]
     if match:  # --match-weight: the query–key match term, unweighted
         ax.plot(*zip(*match, strict=True), label="query–key match term", linewidth=1, linestyle=":")
+    gate = [(r["step"], r["gate_loss"]) for r in rows if "gate_loss" in r]
+    if gate:  # --gate-weight: the write-gate term, unweighted
+        ax.plot(*zip(*gate, strict=True), label="write-gate term", linewidth=1, linestyle="-.")
     ax.set_xlabel("step")
     ax.set_ylabel("loss (nats / token)")
     if ax.get_legend_handles_labels()[0]:  # a log without rows (nothing trained) plots nothing

@@ -7,7 +7,7 @@ import random
 import pytest
 
 from agentmem.data import facts
-from agentmem.data.synthetic import generate
+from agentmem.data.synthetic import generate, statement_turns
 from agentmem.data.values import GENERATORS, sample_value, value_split
 
 
@@ -141,3 +141,19 @@ def test_bad_knobs(knobs, match):
         generate("train", 1, **knobs)
     with pytest.raises(ValueError, match="split"):
         generate("dev", 1)
+
+
+@pytest.mark.parametrize("split", ["train", "test"])
+def test_statement_turns_are_the_fact_and_update_turns(split):
+    # no fillers (one session: an empty one gets a filler): every user turn states something
+    for e in generate(split, 30, seed=3, facts=(2, 4), fillers=0, sessions=1,
+                      update_prob=0.5):
+        assert statement_turns(e.history) == [i for i, m in enumerate(e.history) if m["role"] == "user"]
+    # one fact, no updates, fillers around it: the fact's turn alone
+    for e in generate(split, 30, seed=4, facts=1, fillers=(1, 3), sessions=(1, 2), update_prob=0):
+        assert statement_turns(e.history) == [e.meta["fact_turn"]]
+    # every fact updated once: three facts make six statements, fillers none
+    for e in generate(split, 30, seed=5, facts=3, fillers=(1, 2), update_prob=1.0):
+        turns = statement_turns(e.history)
+        assert len(turns) == 6 and e.meta["fact_turn"] in turns
+        assert all(e.history[i]["role"] == "user" for i in turns)

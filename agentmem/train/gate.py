@@ -1,0 +1,68 @@
+"""An optional training signal for what to write (`agentmem train --gate-weight W`).
+
+With message-level writes every message is written with its own gate β (per layer, state and key
+dimension; the delta rule's step size). The multi-fact candidate writes every message alike (β
+0.136 for the asked fact, 0.095 for other user turns, 0.09 for replies; its card), so the read
+returns the asked fact's value mixed with everything else written: replies and small talk push
+out and blur the facts. Episodes whose statements are known (the synthetic generator's: every
+user turn that is not a filler sentence, `agentmem.data.synthetic.statement_turns`) give a direct
+target for each written message's gates: ``gate_beta`` for a statement, 0 for anything else,
+as the mean squared difference over the message's gates, then over messages and rows. Other
+episodes (bAbI, LoCoMo) add nothing.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+from torch import Tensor
+
+from agentmem.data.synthetic import statement_turns
+
+
+def statement_messages(episode: Any, written: int) -> list[bool] | None:
+    """Per written message (the last ``written`` of the history; a token budget drops the oldest),
+    whether it states a fact; None for an episode whose statements are not known (not made by the
+    synthetic generator)."""
+    meta = episode.meta
+    if meta.get("split") not in ("train", "test") or "fact_turn" not in meta:
+        return None
+    statements = set(statement_turns(episode.history))
+    first = len(episode.history) - written
+    return [first + m in statements for m in range(written)]
+
+
+def gate_loss(betas: list[Tensor | None], labels: list[list[bool] | None], gate_beta: float
+              ) -> tuple[Tensor, dict[str, float]]:
+    """Mean over rows with labels of the mean over their messages of mean((β − target)²), the
+    target ``gate_beta`` for statements and 0 otherwise; and, for the log, the mean gate of the
+    statements and of the other messages.
+
+    Args:
+        betas: per row, the written messages' gates [M_b, L, N, r] (`write_histories_grad`'s
+            ``betas_out``; None for a row that wrote nothing).
+        labels: per row, `statement_messages` (None to skip the row).
+        gate_beta: the statements' target gate, in (0, 1].
+
+    Returns (0, {}) when no row has labels.
+    """
+    losses, said, other = [], [], []
+    for beta, label in zip(betas, labels, strict=True):
+        if beta is None or label is None:
+            continue
+        is_statement = torch.tensor(label, device=beta.device)
+        mean = beta.flatten(1).mean(1)  # [M]
+        target = is_statement.to(beta.dtype) * gate_beta
+        losses.append(((beta - target.view(-1, *[1] * (beta.dim() - 1))) ** 2).flatten(1).mean(1).mean())
+        said.append(mean[is_statement].detach())
+        other.append(mean[~is_statement].detach())
+    if not losses:
+        zero = next((b for b in betas if b is not None), torch.zeros(()))
+        return zero.new_zeros(()), {}
+    stats = {}
+    for name, parts in (("beta_statement", said), ("beta_other", other)):
+        values = torch.cat(parts)
+        if values.numel():
+            stats[name] = values.mean().item()
+    return torch.stack(losses).mean(), stats
