@@ -144,22 +144,3 @@ def test_cli_passes_the_gate_flags_and_refuses_bad_ones(chat_backbone, tmp_path)
             main([*args, "--out", str(tmp_path / "bad"), flag, bad])
     assert not (tmp_path / "bad").exists()
 
-
-def test_loss_plot_draws_the_gate_term(tmp_path, monkeypatch):
-    import matplotlib.axes
-
-    from agentmem.train.report import write_loss_plot
-
-    log = tmp_path / "train_log.jsonl"
-    rows = [{"step": s, "loss": 3.0 - s / 10, "ce_memory_only": 2.0, "ce_context": 0.0,
-             "gate_loss": 0.1 - s / 100} for s in range(1, 6)]
-    log.write_text("".join(json.dumps(r) + "\n" for r in rows))
-    labels, plot = [], matplotlib.axes.Axes.plot
-
-    def recording(self, *args, **kwargs):
-        labels.append(kwargs.get("label"))
-        return plot(self, *args, **kwargs)
-
-    monkeypatch.setattr(matplotlib.axes.Axes, "plot", recording)
-    write_loss_plot(log, tmp_path / "loss.png")
-    assert "write-gate term" in labels and "query–key match term" not in labels

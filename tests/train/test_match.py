@@ -161,7 +161,7 @@ def test_cli_passes_match_weight_and_refuses_a_negative_one(chat_backbone, tmp_p
     assert not (tmp_path / "bad").exists()
 
 
-def test_loss_plot_draws_the_match_term_and_survives_an_empty_log(tmp_path, monkeypatch):
+def test_loss_plot_draws_the_extra_terms_and_survives_an_empty_log(tmp_path, monkeypatch):
     import warnings
 
     import matplotlib.axes
@@ -171,6 +171,7 @@ def test_loss_plot_draws_the_match_term_and_survives_an_empty_log(tmp_path, monk
     log = tmp_path / "train_log.jsonl"
     rows = [{"step": s, "loss": 3.0 - s / 10, "ce_memory_only": 2.0, "ce_context": 0.0,
              "match_loss": 0.9 - s / 20} for s in range(1, 6)]
+    rows[-1]["gate_loss"] = 0.05  # --gate-weight (agentmem.train.gate), logged where it applied
     log.write_text("".join(json.dumps(r) + "\n" for r in rows))
     labels, plot = [], matplotlib.axes.Axes.plot
 
@@ -180,7 +181,11 @@ def test_loss_plot_draws_the_match_term_and_survives_an_empty_log(tmp_path, monk
 
     monkeypatch.setattr(matplotlib.axes.Axes, "plot", recording)
     write_loss_plot(log, tmp_path / "loss.png")
-    assert "query–key match term" in labels
+    assert "query–key match term" in labels and "write-gate term" in labels
+    labels.clear()
+    log.write_text("".join(json.dumps(r) + "\n" for r in rows[:-1]))
+    write_loss_plot(log, tmp_path / "loss.png")
+    assert "write-gate term" not in labels
     log.write_text("")
     with warnings.catch_warnings():
         warnings.simplefilter("error")  # no "no artists with labels" legend warning
