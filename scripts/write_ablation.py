@@ -9,12 +9,17 @@ memory-only (candidate accuracy, no swap test):
 - ``fact``: only the fact's user turn and the reply to it;
 - ``up-to-fact``: the history up to and including that reply (the writes before the fact);
 - ``from-fact``: the fact turn and everything after it (the writes after the fact);
-- ``full``: the whole history (what `agentmem eval` scores).
+- ``full``: the whole history (what `agentmem eval` scores);
+- ``user-turns``: every user turn, no replies (a write gate that skips the assistant);
+- ``statements``: only the user turns that state a fact or an update, no replies and no small
+  talk (`agentmem.data.synthetic.statement_turns`: what `--gate-weight` trains the gate to keep).
 
 If ``fact`` is well above ``full``, the other writes cost the recall; ``up-to-fact`` and
 ``from-fact`` tell whether it is the earlier writes (the read cannot pick the asked fact among
-several) or the later ones (they overwrite it). Each version is an ordinary episode file under
-``--out`` evaluated by `agentmem eval`, so every figure comes with its interval and command.
+several) or the later ones (they overwrite it); ``user-turns`` and ``statements`` bound what a
+write gate that skips replies, or replies and small talk, can gain. Each version is an ordinary
+episode file under ``--out`` evaluated by `agentmem eval`, so every figure comes with its interval
+and command.
 """
 
 from __future__ import annotations
@@ -27,8 +32,9 @@ from pathlib import Path
 
 from agentmem.cli import main as agentmem_main
 from agentmem.data.episodes import Episode, read_jsonl, write_jsonl
+from agentmem.data.synthetic import statement_turns
 
-VERSIONS = ("fact", "up-to-fact", "from-fact", "full")
+VERSIONS = ("fact", "up-to-fact", "from-fact", "full", "user-turns", "statements")
 
 
 def cut(episode: Episode, version: str) -> Episode:
@@ -40,8 +46,11 @@ def cut(episode: Episode, version: str) -> Episode:
     end = turn + 1
     while end < len(history) and history[end]["role"] != "user":
         end += 1  # the reply (and anything else) before the next user turn
-    kept = {"fact": history[turn:end], "up-to-fact": history[:end], "from-fact": history[turn:],
-            "full": history}[version]
+    keep = {"user-turns": lambda: [m for m in history if m["role"] == "user"],
+            "statements": lambda: [history[i] for i in statement_turns(history)]}
+    kept = keep[version]() if version in keep else {
+        "fact": history[turn:end], "up-to-fact": history[:end], "from-fact": history[turn:],
+        "full": history}[version]
     meta = {k: v for k, v in episode.meta.items() if k not in ("swap", "fact_turn", "session_starts")}
     return replace(episode, history=list(kept), meta=meta)
 

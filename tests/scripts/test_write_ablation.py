@@ -40,6 +40,18 @@ def test_versions_split_the_history_at_the_fact_turn(episodes) -> None:
     assert any(len(write_ablation.cut(e, "from-fact").history) > 2 for e in episodes)
 
 
+def test_gate_versions_drop_replies_and_small_talk(episodes) -> None:
+    for e in episodes:
+        users = write_ablation.cut(e, "user-turns").history
+        said = write_ablation.cut(e, "statements").history
+        assert users == [m for m in e.history if m["role"] == "user"]
+        assert e.history[e.meta["fact_turn"]] in said
+        assert said == [m for m in users if m in said] and len(said) < len(users)  # fillers gone
+        assert not any(m["content"].startswith(("I watched", "The weather")) for m in said)
+    assert any(write_ablation.cut(e, "statements").history != write_ablation.cut(e, "user-turns").history
+               for e in episodes)
+
+
 def test_an_episode_without_a_user_fact_turn_is_refused(episodes) -> None:
     e = episodes[0]
     for meta in ({}, {"fact_turn": e.meta["fact_turn"] + 1}):  # none; the reply, not the fact
