@@ -302,7 +302,13 @@ def main(argv: list[str] | None = None) -> int:
     _add_train(sub)
     _add_eval(sub)
     args = parser.parse_args(argv)
-    return args.func(args)
+    from agentmem.errors import UnsupportedLaunchError
+
+    try:
+        return args.func(args)
+    except UnsupportedLaunchError as e:  # nothing written yet: say why, in one line
+        print(f"agentmem {args.command}: {e}", file=sys.stderr)
+        return 2
 
 
 if __name__ == "__main__":

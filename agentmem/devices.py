@@ -1,8 +1,18 @@
-"""Where the backbone runs: ``auto`` picks CUDA when it is there, else the CPU."""
+"""Where the backbone runs: ``auto`` picks CUDA when it is there, else the CPU.
+
+`agentmem train` and `agentmem eval` are one process on one device: they run unchanged under a
+single-process ``accelerate launch`` (or ``torchrun --nproc-per-node 1``). A multi-process launch
+is refused: every process would run the whole job and write the same files (no data parallelism
+is implemented; `agentmem eval --shard K/N` splits an evaluation across processes instead).
+"""
 
 from __future__ import annotations
 
+import os
+
 import torch
+
+from agentmem.errors import UnsupportedLaunchError
 
 
 def resolve_device(spec: str = "auto") -> torch.device:
@@ -10,7 +20,14 @@ def resolve_device(spec: str = "auto") -> torch.device:
 
     Raises:
         ValueError: an unknown spec, or CUDA asked for where none is available.
+        UnsupportedLaunchError: a launcher started several processes (``WORLD_SIZE`` > 1).
     """
+    world = os.environ.get("WORLD_SIZE", "1").strip() or "1"
+    if world != "1":
+        raise UnsupportedLaunchError(
+            f"WORLD_SIZE={world}: agentmem runs one process on one device; launch it with "
+            "`accelerate launch --num_processes 1` (or without a launcher), and split an "
+            "evaluation with `agentmem eval --shard K/N` instead")
     if spec == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     try:

@@ -66,3 +66,7 @@ class MissingMemoryKeyError(AgentMemError, ValueError):
 class EvalMergeError(AgentMemError, ValueError):
     """Evaluation folders that cannot be merged (another adapter, data set or regime list, or
     overlapping shards)."""
+
+
+class UnsupportedLaunchError(AgentMemError, RuntimeError):
+    """A launch agentmem cannot serve, e.g. several processes (``WORLD_SIZE`` > 1)."""

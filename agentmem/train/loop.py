@@ -204,10 +204,10 @@ def train(cfg: TrainConfig, command: str = "") -> Path:
     """
     if not 0.0 < cfg.gate_beta <= 1.0:  # also refuses nan
         raise ValueError(f"gate_beta must be in (0, 1], got {cfg.gate_beta}")
+    device = resolve_device(cfg.device)
     out = Path(cfg.out)
     out.mkdir(parents=True, exist_ok=True)
     torch.manual_seed(cfg.seed)
-    device = resolve_device(cfg.device)
     model, tok = load_backbone(cfg.backbone)
     init = read_adapter(cfg.init_adapter) if cfg.init_adapter else None
     if init is not None:

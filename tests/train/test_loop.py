@@ -143,6 +143,51 @@ def test_resolve_device():
             resolve_device("cuda")
 
 
+def test_a_multi_process_launch_is_refused_before_anything_is_written(chat_backbone, tmp_path,
+                                                                    monkeypatch, capsys):
+    from agentmem.errors import UnsupportedLaunchError
+
+    data = tmp_path / "train.jsonl"
+    write_jsonl(data, episodes())
+    monkeypatch.setenv("WORLD_SIZE", "2")  # what `accelerate launch --num_processes 2` sets
+    cfg = TrainConfig(data=[str(data)], out=str(tmp_path / "o"), backbone=str(chat_backbone), steps=1,
+                      batch_size=2, probe_every=0)
+    with pytest.raises(UnsupportedLaunchError, match="--num_processes 1"):
+        train(cfg)
+    assert main(["eval", "--data", str(data), "--backbone", str(chat_backbone), "--adapter", "none",
+                 "--regimes", "no-memory", "--out", str(tmp_path / "e")]) == 2
+    assert "agentmem eval: WORLD_SIZE=2" in capsys.readouterr().err
+    assert not (tmp_path / "o").exists() and not (tmp_path / "e").exists()
+    monkeypatch.setenv("WORLD_SIZE", "1")  # a single-process launch is fine
+    train(replace(cfg, out=str(tmp_path / "one")))
+
+
+def test_runs_unchanged_under_a_single_process_accelerate_launch(chat_backbone, tmp_path):
+    import os
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    data = tmp_path / "train.jsonl"
+    write_jsonl(data, episodes())
+    args = ["train", "--data", str(data), "--backbone", str(chat_backbone), "--steps", "2",
+            "--batch-size", "2", "--probe-every", "0", "--device", "cpu"]
+    env = {k: v for k, v in os.environ.items() if k not in ("WORLD_SIZE", "RANK", "LOCAL_RANK")}
+    env["PYTHONPATH"] = os.pathsep.join([str(Path(__file__).resolve().parents[2]), env.get("PYTHONPATH", "")])
+    done = subprocess.run([sys.executable, "-m", "accelerate.commands.launch", "--cpu",
+                           "--num_processes", "1", "--num_machines", "1", "--mixed_precision", "no",
+                           "--dynamo_backend", "no", "-m", "agentmem.cli", *args,
+                           "--out", str(tmp_path / "launched")],
+                          env=env, capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert main([*args, "--out", str(tmp_path / "direct")]) == 0
+    launched = load_file(str(tmp_path / "launched" / "adapter" / "delta_mem_adapter.safetensors"))
+    direct = load_file(str(tmp_path / "direct" / "adapter" / "delta_mem_adapter.safetensors"))
+    assert launched.keys() == direct.keys()
+    assert all(torch.allclose(launched[k], direct[k], atol=1e-6) for k in direct)
+    assert any(not torch.equal(launched[k], torch.zeros_like(launched[k])) for k in launched)
+
+
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
 def test_cuda_training_step_matches_cpu(chat_backbone):
     """The same step on CUDA and on the CPU: same loss, same updated adapter (to float noise)."""
