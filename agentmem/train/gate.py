@@ -19,6 +19,7 @@ import torch
 from torch import Tensor
 
 from agentmem.data.synthetic import statement_turns
+from agentmem.train.match import first_written
 
 
 def statement_messages(episode: Any, written: int) -> list[bool] | None:
@@ -29,7 +30,7 @@ def statement_messages(episode: Any, written: int) -> list[bool] | None:
     if meta.get("split") not in ("train", "test") or "fact_turn" not in meta:
         return None
     statements = set(statement_turns(episode.history))
-    first = len(episode.history) - written
+    first = first_written(episode, written)
     return [first + m in statements for m in range(written)]
 
 
@@ -52,9 +53,10 @@ def gate_loss(betas: list[Tensor | None], labels: list[list[bool] | None], gate_
         if beta is None or label is None:
             continue
         is_statement = torch.tensor(label, device=beta.device)
-        mean = beta.flatten(1).mean(1)  # [M]
+        gates = beta.flatten(1)  # [M, L·N·r]: every message has as many gates
+        mean = gates.mean(1)
         target = is_statement.to(beta.dtype) * gate_beta
-        losses.append(((beta - target.view(-1, *[1] * (beta.dim() - 1))) ** 2).flatten(1).mean(1).mean())
+        losses.append(((gates - target[:, None]) ** 2).mean())
         said.append(mean[is_statement].detach())
         other.append(mean[~is_statement].detach())
     if not losses:

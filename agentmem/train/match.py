@@ -29,8 +29,13 @@ def fact_message(episode: Any, written: int) -> int | None:
     turn = episode.meta.get("fact_turn")
     if not isinstance(turn, int) or isinstance(turn, bool):
         return None
-    index = turn - (len(episode.history) - written)
+    index = turn - first_written(episode, written)
     return index if 0 <= index < written else None
+
+
+def first_written(episode: Any, written: int) -> int:
+    """History index of the first of the ``written`` messages: a token budget drops the oldest."""
+    return len(episode.history) - written
 
 
 def reply_queries(dm: DeltaMemModel, tokenizer: Any, questions: list[str], answers: list[str]
