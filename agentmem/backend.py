@@ -21,7 +21,7 @@ from agentmem.chat_template import EncodedChat, encode_chat
 from agentmem.config import DeltaMemConfig
 from agentmem.engine import write_tokens
 from agentmem.errors import InputTooLongError
-from agentmem.generation import BatchDecoder, SamplingParams
+from agentmem.generation import BatchDecoder, SamplingParams, eos_ids
 from agentmem.inject import DeltaMemModel, attach_delta_mem
 from agentmem.state import MemoryState
 from agentmem.tools import template_supports_tools
@@ -43,10 +43,7 @@ class ChatBackend:
     @cached_property
     def eos_ids(self) -> tuple[int, ...]:
         """Tokens that end an answer: the tokenizer's and the generation config's EOS."""
-        ids = {self.tokenizer.eos_token_id}
-        gen = getattr(getattr(self.model, "generation_config", None), "eos_token_id", None)
-        ids |= set(gen) if isinstance(gen, (list, tuple)) else {gen}
-        return tuple(sorted(i for i in ids if i is not None))
+        return eos_ids(self.model, self.tokenizer)
 
     @cached_property
     def pad_id(self) -> int:

@@ -65,7 +65,9 @@ def _train(args: argparse.Namespace) -> int:
                       device=args.device, init_adapter=args.init_adapter,
                       probe_every=args.probe_every, bucket_turns=args.bucket_turns,
                       match_weight=args.match_weight, gate_weight=args.gate_weight,
-                      gate_beta=args.gate_beta, adapter=adapter)
+                      gate_beta=args.gate_beta, preserve_weight=args.preserve_weight,
+                      preserve_rows=args.preserve_rows, preserve_prompts=args.preserve_prompts,
+                      preserve_windows=args.preserve_windows, adapter=adapter)
     folder = train(cfg, command="agentmem " + " ".join(sys.argv[1:]))
     print(f"adapter written to {folder}")
     return 0
@@ -208,6 +210,19 @@ def _add_train(sub: argparse._SubParsersAction) -> None:
                         "message-level writes; 0: off)")
     p.add_argument("--gate-beta", type=_gate_beta, default=0.5,
                    help="the write-gate term's target gate for statements, in (0, 1]")
+    p.add_argument("--preserve-weight", type=_non_negative_float, default=0.0,
+                   help="add W × the preservation term: with each episode's memory present, the "
+                        "read pass on ordinary requests matches the frozen model's next-token "
+                        "distribution along its own greedy replies (KL; agentmem.train.preserve; "
+                        "0: off)")
+    p.add_argument("--preserve-rows", type=_positive, default=8,
+                   help="ordinary-request views per step for the preservation term")
+    p.add_argument("--preserve-prompts", type=_positive, default=200,
+                   help="distinct train-split requests whose frozen replies are generated once "
+                        "and cached in the run folder")
+    p.add_argument("--preserve-windows", type=_windows, default=(0, 4),
+                   help="history messages shown before a request, comma-separated (0: memory "
+                        "only); drawn uniformly per view")
     p.set_defaults(func=_train)
 
 
@@ -216,6 +231,23 @@ def _non_negative(text: str) -> int:
     if value < 0:
         raise argparse.ArgumentTypeError(f"{value} < 0")
     return value
+
+
+def _positive(text: str) -> int:
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"{value} < 1")
+    return value
+
+
+def _windows(text: str) -> tuple[int, ...]:
+    try:
+        values = tuple(int(w) for w in text.split(","))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a comma-separated list of integers") from None
+    if any(w < 0 for w in values):
+        raise argparse.ArgumentTypeError(f"{text!r} has a negative window")
+    return values
 
 
 def _gate_beta(text: str) -> float:

@@ -49,6 +49,14 @@ class SamplingParams:
         return self.temperature > 0 and self.do_sample is not False
 
 
+def eos_ids(model: Any, tokenizer: Any) -> tuple[int, ...]:
+    """Tokens that end an answer: the tokenizer's and the generation config's EOS."""
+    ids = {tokenizer.eos_token_id}
+    gen = getattr(getattr(model, "generation_config", None), "eos_token_id", None)
+    ids |= set(gen) if isinstance(gen, (list, tuple)) else {gen}
+    return tuple(sorted(i for i in ids if i is not None))
+
+
 def pick_tokens(logits: Tensor, params: SamplingParams,
                 generators: Sequence[torch.Generator | None]) -> Tensor:
     """Next token per row from logits [B, V]: argmax, or a temperature/top-k/top-p sample."""

@@ -5,7 +5,9 @@ write parameters through replayed writes; then question + answer are read with w
 a memory-only view or a memory + history-visible view; loss = cross-entropy on the answer,
 plus 0.01 · mean over layers of (mean β − 0.05)², plus optionally the query–key match term of
 `agentmem.train.match` (``match_weight``) and the write-gate term of `agentmem.train.gate`
-(``gate_weight``). AdamW, warm-up then cosine decay.
+(``gate_weight``) and the preservation term of `agentmem.train.preserve`
+(``preserve_weight``: with the episode's memory present, ordinary replies stay the frozen
+model's). AdamW, warm-up then cosine decay.
 """
 
 from __future__ import annotations
@@ -31,6 +33,7 @@ from agentmem.state import MemoryState
 from agentmem.train.checkpoint import load_checkpoint, save_checkpoint
 from agentmem.train.gate import gate_loss, statement_messages
 from agentmem.train.match import fact_message, match_loss, reply_queries
+from agentmem.train.preserve import TeacherReply, preservation_loss, preservation_views, teacher_replies
 from agentmem.train.report import write_card, write_loss_plot
 
 
@@ -61,6 +64,10 @@ class TrainConfig:
     match_weight: float = 0.0  # weight of the query–key match term (agentmem.train.match); 0: off
     gate_weight: float = 0.0  # weight of the write-gate term (agentmem.train.gate); 0: off
     gate_beta: float = 0.5  # the write-gate term's target gate for statements (others: 0)
+    preserve_weight: float = 0.0  # weight of the preservation term (agentmem.train.preserve); 0: off
+    preserve_rows: int = 8  # ordinary-request views per step, each reading a batch row's memory
+    preserve_prompts: int = 200  # distinct train-split requests whose frozen replies are cached
+    preserve_windows: tuple[int, ...] = (0, 4)  # history messages shown before a request (as served)
     adapter: dict[str, Any] = field(default_factory=lambda: {"write_mode": "message"})
 
 
@@ -115,8 +122,8 @@ def draw_batch(rng: random.Random, n_episodes: int, batch_size: int,
 
 
 def train_step(dm: DeltaMemModel, tok: Any, episodes: list[Any], step: int, cfg: TrainConfig,
-               opt: torch.optim.Optimizer, groups: list[list[int]] | None = None
-               ) -> dict[str, float]:
+               opt: torch.optim.Optimizer, groups: list[list[int]] | None = None,
+               replies: list[TeacherReply] | None = None) -> dict[str, float]:
     """One optimizer step over a batch written and read as one batched pass per turn.
 
     The batch and its views depend only on (seed, step) (and ``groups``, from ``turn_groups``
@@ -150,6 +157,12 @@ def train_step(dm: DeltaMemModel, tok: Any, episodes: list[Any], step: int, cfg:
         loss = loss + cfg.gate_weight * gated
         if stats:
             matched.update(gate_loss=gated.item(), **stats)
+    if replies:
+        rows, pairs, cut = preservation_views(rng, [e.history for e in batch], replies,
+                                              cfg.preserve_rows, tuple(cfg.preserve_windows))
+        kl = preservation_loss(dm, tok, state, rows, pairs, cut)
+        loss = loss + cfg.preserve_weight * kl
+        matched["preserve_kl"] = kl.item()
     loss.backward()
     is_ctx, ce_rows = torch.tensor(ctx), ce.detach().cpu()
     probe = {}
@@ -204,6 +217,7 @@ def train(cfg: TrainConfig, command: str = "") -> Path:
     """
     if not 0.0 < cfg.gate_beta <= 1.0:  # also refuses nan
         raise ValueError(f"gate_beta must be in (0, 1], got {cfg.gate_beta}")
+    _check_preserve(cfg)
     device = resolve_device(cfg.device)
     out = Path(cfg.out)
     out.mkdir(parents=True, exist_ok=True)
@@ -221,6 +235,8 @@ def train(cfg: TrainConfig, command: str = "") -> Path:
     episodes = load_episodes(cfg.data, cfg.limit)
     groups = turn_groups(episodes, cfg.batch_size) if cfg.bucket_turns else None
     ckpt, log_path = out / "checkpoint", out / "train_log.jsonl"
+    replies = teacher_replies(dm, tok, cfg.preserve_prompts, out / "teacher_replies.jsonl",
+                              seed=cfg.seed) if cfg.preserve_weight else None
     if init is not None and not (ckpt / "trainer_state.json").exists():
         apply_adapter(dm, cfg.init_adapter, init[1], init[2])
     start, elapsed, planned = 0, 0.0, False
@@ -244,7 +260,7 @@ def train(cfg: TrainConfig, command: str = "") -> Path:
         while step < end:
             if step == start + 1:
                 timed = time.perf_counter()  # the first step pays one-off costs: not timed
-            row = train_step(dm, tok, episodes, step, cfg, opt, groups)
+            row = train_step(dm, tok, episodes, step, cfg, opt, groups, replies)
             row["elapsed_s"] = round(time.perf_counter() - t0, 2)
             log.write(json.dumps(row) + "\n")
             log.flush()
@@ -275,6 +291,17 @@ def train(cfg: TrainConfig, command: str = "") -> Path:
     write_loss_plot(log_path, out / "loss.png")
     write_card(adapter, cfg, command, log_path, len(episodes))
     return adapter
+
+
+def _check_preserve(cfg: TrainConfig) -> None:
+    """Refuse bad preservation options before anything is loaded or written."""
+    if not cfg.preserve_weight >= 0:  # also refuses nan
+        raise ValueError(f"preserve_weight must be >= 0, got {cfg.preserve_weight}")
+    if cfg.preserve_weight and (cfg.preserve_rows < 1 or cfg.preserve_prompts < 1):
+        raise ValueError(f"preserve_rows and preserve_prompts must be >= 1, got "
+                         f"{cfg.preserve_rows} and {cfg.preserve_prompts}")
+    if not cfg.preserve_windows or any(w < 0 for w in cfg.preserve_windows):
+        raise ValueError(f"preserve_windows must be window sizes >= 0, got {cfg.preserve_windows}")
 
 
 def _truncate_log(path: Path, steps: int) -> None:

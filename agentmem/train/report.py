@@ -29,12 +29,12 @@ def write_loss_plot(log_path: Path, png: Path) -> None:
     if probe:  # the memory gain is the gap between this curve and the memory-only one
         ax.plot(*zip(*probe, strict=True), label="answer CE, memory-only, another episode's state",
                 linewidth=1, linestyle="--")
-    match = [(r["step"], r["match_loss"]) for r in rows if "match_loss" in r]
-    if match:  # --match-weight: the query–key match term, unweighted
-        ax.plot(*zip(*match, strict=True), label="query–key match term", linewidth=1, linestyle=":")
-    gate = [(r["step"], r["gate_loss"]) for r in rows if "gate_loss" in r]
-    if gate:  # --gate-weight: the write-gate term, unweighted
-        ax.plot(*zip(*gate, strict=True), label="write-gate term", linewidth=1, linestyle="-.")
+    for key, label, style in (("match_loss", "query–key match term", ":"),  # --match-weight
+                              ("gate_loss", "write-gate term", "-."),  # --gate-weight
+                              ("preserve_kl", "preservation KL(frozen ‖ memory)", (0, (5, 1)))):
+        pts = [(r["step"], r[key]) for r in rows if key in r]  # optional terms, unweighted
+        if pts:
+            ax.plot(*zip(*pts, strict=True), label=label, linewidth=1, linestyle=style)
     ax.set_xlabel("step")
     ax.set_ylabel("loss (nats / token)")
     if ax.get_legend_handles_labels()[0]:  # a log without rows (nothing trained) plots nothing
