@@ -76,6 +76,14 @@ def _train(args: argparse.Namespace) -> int:
 def _eval(args: argparse.Namespace) -> int:
     from pathlib import Path
 
+    if args.suite == "reply-harm":
+        args.max_new_tokens = args.max_new_tokens or HARM_NEW_TOKENS
+        return _eval_harm(args)
+    args.max_new_tokens = args.max_new_tokens or 32
+    if args.data is None:
+        print("agentmem eval: --data is required (except with --suite reply-harm)", file=sys.stderr)
+        return 2
+
     from agentmem.eval_report import last_line, write_outputs
     from agentmem.evaluate import EvalOptions, evaluate, parse_shard, protocol_options, shard_bounds
 
@@ -104,6 +112,59 @@ def _eval(args: argparse.Namespace) -> int:
             "span": span}
     print(write_outputs(Path(args.out), summary, rows, meta))
     print(last_line(summary))
+    return 0
+
+
+HARM_CASES = 72  # default cases of --suite reply-harm (8 per request kind)
+HARM_NEW_TOKENS = 48  # long enough to tell a sentence from a bare value
+
+
+def _eval_harm(args: argparse.Namespace) -> int:
+    """`agentmem eval --suite reply-harm`: what reading a memory does to ordinary replies."""
+    import json
+    from pathlib import Path
+
+    from agentmem.reply_harm import (
+        babi_stories,
+        evaluate_harm,
+        harm_cases,
+        harm_table,
+        rows_as_dicts,
+        side_by_side,
+        summarize_harm,
+    )
+
+    stories = []
+    if args.data:  # bAbI stories as a third kind of memory
+        from agentmem.data.babi import read_babi, read_babi_dir
+
+        src = Path(args.data)
+        eps = read_babi_dir(src, args.split, tasks=None) if src.is_dir() else read_babi(src)
+        stories = babi_stories(eps)
+    cases = harm_cases(args.split, args.offset + (args.limit or HARM_CASES), seed=args.seed,
+                       stories=stories)[args.offset:]
+    dm, tok = _load_model(args.backbone, args.adapter, args.device)
+    rows = evaluate_harm(dm, tok, cases, args.windows, max_new_tokens=args.max_new_tokens,
+                         budget_tokens=args.budget_tokens, max_minutes=args.max_minutes)
+    summary = summarize_harm(rows)
+    meta = {"command": "agentmem " + " ".join(sys.argv[1:]), "suite": "reply-harm",
+            "split": args.split, "seed": args.seed, "cases": len({r.case for r in rows}),
+            "cases_requested": len(cases), "windows": list(args.windows), "data": args.data,
+            "adapter": str(args.adapter), "adapter_fingerprint": dm.fingerprint(),
+            "backbone_id": dm.backbone_id, "max_new_tokens": args.max_new_tokens,
+            "device": str(dm.model.device)}
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "results.json").write_text(json.dumps({"summary": summary, "meta": meta}, indent=1))
+    with open(out / "rows.jsonl", "w") as f:
+        for r in rows_as_dicts(rows):
+            f.write(json.dumps(r) + "\n")
+    table = harm_table(summary)
+    (out / "report.md").write_text(f"# Reply harm\n\n`{meta['command']}`\n\n{table}\n\n"
+                                   "delta_nats: NLL of the frozen model's greedy reply, memory − "
+                                   "frozen, nats/token; collapsed: memory reply ≤ 3 words where "
+                                   "the frozen one has > 8.\n\n" + side_by_side(rows, 12) + "\n")
+    print(table)
     return 0
 
 
@@ -266,8 +327,16 @@ def _non_negative_float(text: str) -> float:
 
 def _add_eval(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("eval", help="evaluate every regime side by side")
-    p.add_argument("--data", required=True, help="episodes JSONL, or a bAbI / LoCoMo file")
-    p.add_argument("--suite", choices=["babi", "locomo"], default=None)
+    p.add_argument("--data", default=None, help="episodes JSONL, or a bAbI / LoCoMo file (with "
+                   "--suite reply-harm: optional bAbI file or folder whose stories are memories)")
+    p.add_argument("--suite", choices=["babi", "locomo", "reply-harm"], default=None,
+                   help="reply-harm: ordinary requests with an unrelated memory present; the "
+                        "frozen model's replies against the memory-reading model's")
+    p.add_argument("--split", choices=["train", "test"], default="test",
+                   help="reply-harm: the split of requests and memories")
+    p.add_argument("--windows", type=_windows, default=(0, 4),
+                   help="reply-harm: history messages shown before the request, comma-separated")
+    p.add_argument("--seed", type=int, default=0, help="reply-harm: seed of the cases")
     p.add_argument("--adapter", default=None, help="adapter folder ('none': fresh adapter)")
     p.add_argument("--backbone", default=DEFAULT_BACKBONE)
     p.add_argument("--regimes", default="no-memory,window,full-context,memory-only,memory+window,"
@@ -278,7 +347,8 @@ def _add_eval(sub: argparse._SubParsersAction) -> None:
                         "--max-minutes, merged with eval-merge)")
     p.add_argument("--window", type=int, default=4)
     p.add_argument("--budget-tokens", type=int, default=2048)
-    p.add_argument("--max-new-tokens", type=int, default=32)
+    p.add_argument("--max-new-tokens", type=int, default=None,
+                   help="generated tokens per answer (default 32; 48 with --suite reply-harm)")
     p.add_argument("--no-generate", action="store_true", help="skip generated EM/F1")
     p.add_argument("--no-swap", action="store_true", help="skip the swap test")
     p.add_argument("--prompt-tokens", type=int, default=3072,
