@@ -2,8 +2,10 @@
 
 Two sessions (two threads of one agent, agent scope) tell the agent some facts; a third session
 asks about them. The window shows only the current session, so the facts reach the model through
-its δ-mem memory alone. For each question the demo prints the generated answer and the candidate
-answers ranked by the model reading the memory and reading an empty memory (the frozen backbone).
+its δ-mem memory alone. Each reply of the first sessions is shown beside the frozen backbone's
+reply to the same prompt (the memory must not speak over the model). For each question the demo
+prints the generated answer and the candidate answers ranked by the model reading the memory and
+reading an empty memory (the frozen backbone).
 """
 
 from __future__ import annotations
@@ -19,7 +21,7 @@ from agentmem.adapters import shipped_adapter
 from graphs.builders import build_memory_agent
 from graphs.checkpointers import sqlite_checkpointer
 from graphs.context import MemoryContext
-from graphs.ranking import Ranking, rank_last_turn
+from graphs.ranking import Ranking, frozen_reply, rank_last_turn
 
 __all__ = ["QUESTIONS", "SESSIONS", "Question", "run_demo"]
 
@@ -63,7 +65,9 @@ def run_demo(database: Path, *, backbone: str, adapter: str | None, window: int 
 
     Returns:
         Questions whose right answer ranked first with memory and without (``with_memory``,
-        ``without_memory``), and how many were asked (``questions``).
+        ``without_memory``), how many were asked (``questions``), and the words of the first
+        sessions' replies reading the memory and from the frozen backbone on the same prompts
+        (``reply_words``, ``frozen_reply_words``).
     """
     folder = adapter or shipped_adapter(backbone)
     out(f"backbone {backbone}; adapter " + (str(folder) if folder else
@@ -79,9 +83,14 @@ def run_demo(database: Path, *, backbone: str, adapter: str | None, window: int 
         for thread in [s for s, _ in SESSIONS] + [LAST_SESSION]:
             saver.delete_thread(thread)
         out(f"database {database} (memory checkpoints and LangGraph threads)\n")
+        words = {"with_memory": 0, "frozen": 0}
         for thread, turns in SESSIONS:
-            _play_session(graph, thread, turns, out)
-        return _ask(graph, ctx, out)
+            for k, v in _play_session(graph, ctx, thread, turns, max_new_tokens, out).items():
+                words[k] += v
+        out(f"replies of sessions 1-2: {words['with_memory']} words reading the memory, "
+            f"{words['frozen']} from the frozen backbone on the same prompts\n")
+        return {**_ask(graph, ctx, out), "reply_words": words["with_memory"],
+                "frozen_reply_words": words["frozen"]}
     finally:
         saver.conn.close()
         ctx.repository.close()
@@ -91,15 +100,23 @@ def _config(thread: str) -> dict:
     return {"configurable": {"thread_id": thread}}
 
 
-def _play_session(graph: CompiledStateGraph, thread: str, turns: list[str],
-                  out: Callable[[str], None]) -> None:
+def _play_session(graph: CompiledStateGraph, ctx: MemoryContext, thread: str, turns: list[str],
+                  max_new_tokens: int, out: Callable[[str], None]) -> dict[str, int]:
+    """Play one session; each reply is shown beside the frozen backbone's reply to the same
+    prompt (a memory must not speak over the model). Returns the replies' word counts."""
     out(f"== {thread} ==")
+    words = {"with_memory": 0, "frozen": 0}
     for text in turns:
         result = graph.invoke({"messages": [HumanMessage(text)]}, _config(thread))
         ref = result["memory"]["demo"]
-        out(f"user: {text}\n  demo: {_short(result['messages'][-1].text)}\n"
-            f"  [memory {ref['written'][:12]} · {ref['tokens']} tokens written]")
+        reply, frozen = result["messages"][-1].text, frozen_reply(ctx, result, max_new_tokens)
+        words["with_memory"] += len(reply.split())
+        words["frozen"] += len(frozen.split())
+        out(f"user: {text}\n  demo: {_short(reply)}\n  frozen backbone: {_short(frozen)}\n"
+            f"  [memory read {(ref['read'] or 'empty')[:12]} · wrote {ref['written'][:12]} · "
+            f"{ref['tokens']} tokens written]")
     out("")
+    return words
 
 
 def _ask(graph: CompiledStateGraph, ctx: MemoryContext, out: Callable[[str], None]) -> dict[str, int]:

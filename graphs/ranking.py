@@ -16,12 +16,13 @@ from langchain_core.messages import AIMessage, BaseMessage
 
 from agentmem.backend import get_backend
 from agentmem.chat_model import to_dicts
+from agentmem.generation import SamplingParams
 from agentmem.protocol import ReadPrompt, score_candidates
 from agentmem.state import MemoryState
 from graphs.context import MemoryContext
 from graphs.window import agent_view, visible_messages
 
-__all__ = ["Ranking", "rank_candidates", "rank_last_turn"]
+__all__ = ["Ranking", "frozen_reply", "last_turn_prompt", "rank_candidates", "rank_last_turn"]
 
 
 @dataclass(frozen=True)
@@ -63,12 +64,10 @@ def rank_candidates(context: MemoryContext, prompt: Sequence[BaseMessage], candi
     return Ranking(scores[True], scores[False])
 
 
-def rank_last_turn(context: MemoryContext, values: dict[str, Any], candidates: Sequence[str]) -> Ranking:
-    """Rank candidates for the last user turn of a graph state, as that turn was answered.
-
-    The prompt is the window the turn's read pass showed and the memory is the checkpoint the
-    turn read (``MemoryRef.read``).
-    """
+def last_turn_prompt(context: MemoryContext, values: dict[str, Any]
+                     ) -> tuple[list[BaseMessage], MemoryState | None]:
+    """The read pass of the last user turn of a graph state, as that turn was answered: the
+    window it showed and the memory checkpoint it read (``MemoryRef.read``; None: empty)."""
     agent = values["agent_id"]
     messages = list(values["messages"])
     if messages and isinstance(messages[-1], AIMessage):
@@ -80,4 +79,23 @@ def rank_last_turn(context: MemoryContext, values: dict[str, Any], candidates: S
     ref = values["memory"][agent]
     state = None if ref["read"] is None else context.repository.get(agent, ref["thread"],
                                                                      ref["read"]).state
+    return prompt, state
+
+
+def rank_last_turn(context: MemoryContext, values: dict[str, Any], candidates: Sequence[str]) -> Ranking:
+    """Rank candidates for the last user turn of a graph state, as that turn was answered."""
+    prompt, state = last_turn_prompt(context, values)
     return rank_candidates(context, prompt, candidates, state)
+
+
+def frozen_reply(context: MemoryContext, values: dict[str, Any], max_new_tokens: int) -> str:
+    """The frozen backbone's greedy reply to the last user turn's prompt (an empty memory), to
+    set beside the reply the memory-reading model gave."""
+    prompt, _ = last_turn_prompt(context, values)
+    m = context.model
+    backend = get_backend(m.backbone, m.adapter, m.device)
+    ids = backend.render_prompt(to_dicts(prompt))
+    tokens = [t[0] for t in backend.decoder([ids], [backend.new_state()],
+                                             SamplingParams(max_new_tokens=max_new_tokens))]
+    return backend.tokenizer.decode([t for t in tokens if t is not None],
+                                    skip_special_tokens=True).strip()

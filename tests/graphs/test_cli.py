@@ -76,6 +76,8 @@ def test_demo_plays_sessions_and_ranks_with_and_without_memory(tiny_backbone, tm
     assert len(re.findall(r"  with memory:    1\. .* 4\. ", first)) == 4
     assert len(re.findall(r"  without memory: 1\. .* 4\. ", first)) == 4
     assert "freshly initialised (untrained)" in first and "chance 1/4" in first
+    assert first.count("  frozen backbone: ") == 6  # each first-session reply beside the frozen one
+    assert "words reading the memory" in first
     args.func(args)  # a rerun on the same file starts clean and gives the same rankings
     assert _rankings(capsys.readouterr().out) == _rankings(first)
     repo = MemoryRepository(str(db))

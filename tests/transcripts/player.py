@@ -24,7 +24,8 @@ ACTIONS = {"user", "user_chars", "concurrent", "fork", "forget", "restart", "pru
 STEP_KEYS = ACTIONS | {"thread", "from", "label", "repeat", "expect", "rank"}
 EXPECT_KEYS = {"error", "error_match", "agent", "chain", "chains", "messages", "read", "read_state",
                "in_lineage", "not_in_lineage", "window_has", "window_lacks", "prompt_messages",
-               "store_threads", "heads", "checkpoints", "chain_by_thread"}
+               "store_threads", "heads", "checkpoints", "chain_by_thread", "reply_words_min",
+               "reply_lacks"}
 
 
 @dataclass
@@ -231,6 +232,20 @@ class Player:
     def _expect_window_lacks(self, want: list[str]) -> None:
         for s in want:
             assert s not in self._prompt_text(), f"{s!r} is in the prompt"
+
+    def _reply(self) -> str:
+        messages = self.harness.state(self.thread).values.get("messages", [])
+        assert messages and messages[-1].type == "ai", "the thread's last message is not a reply"
+        return messages[-1].text
+
+    def _expect_reply_words_min(self, want: int) -> None:
+        got = self._reply()
+        assert len(got.split()) >= want, f"the reply {got!r} has fewer than {want} words"
+
+    def _expect_reply_lacks(self, want: list[str]) -> None:
+        got = self._reply().lower()
+        for s in want:
+            assert s.lower() not in got, f"{s!r} is in the reply {got!r}"
 
     def _expect_prompt_messages(self, want: int) -> None:
         got = len(self.harness.prompts.prompts[-1])
