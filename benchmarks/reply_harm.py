@@ -9,8 +9,9 @@ nats/token, 95 % bootstrap interval), KL(frozen ‖ memory), the collapsed share
 length ratio, then a few replies side by side, and as its last line JSON with every figure and
 whether the targets (delta_nats ≤ 0.15 and collapsed ≤ 10 % at every window) are met.
 
-Usage: python benchmarks/reply_harm.py [--adapter DIR ...] [--babi ../shared/data/babi/en/qa1_single-supporting-fact_test.txt]
-       [--cases 72] [--threads 2] [--out benchmarks/results/reply_harm]
+Usage: python benchmarks/reply_harm.py [--adapter DIR ...] [--cases 72] [--threads 2]
+       [--babi ../shared/data/babi/en/qa1_single-supporting-fact_test.txt]
+       [--out benchmarks/results/reply_harm]
 """
 
 from __future__ import annotations
