@@ -1,11 +1,11 @@
 """The open-vocabulary candidates recall values they never saw in training through memory alone:
 one-fact synthetic test episodes (attribute types, phrasings and values all disjoint from the
 training split), memory-only, with the swap test as the proof that the written value answers.
-The shipped adapter, whose memory carries only values seen in training, fails it (see MEASURED):
-the test can fail. The curriculum candidate, trained on from the open-vocabulary one with the
-history also shown in half of the read views, and the multi-fact candidate trained on from it
-must besides help, not harm, when the history is in the prompt — which the open-vocabulary
-candidate fails (see MEASURED)."""
+The adapter shipped before the reply-preservation one (docs/results), whose memory carries only
+values seen in training, fails it (see MEASURED): the test can fail. The curriculum candidate,
+trained on from the open-vocabulary one with the history also shown in half of the read views,
+and the multi-fact candidate trained on from it must besides help, not harm, when the history is
+in the prompt — which the open-vocabulary candidate fails (see MEASURED)."""
 
 from __future__ import annotations
 
@@ -27,10 +27,10 @@ N = 40  # episodes; 10 candidates each: chance 4 correct
 N_CONTEXT = 30  # full synthetic test episodes (several facts, fillers, updates)
 # MEASURED (these 40 episodes): the open-vocabulary candidate 8 correct, follows the swap 15 times
 # vs 2 by coincidence; the curriculum candidate 12 correct, follows the swap 13 times vs 1; the
-# multi-fact candidate 18 correct, follows the swap 17 times vs 4; the shipped adapter 6 correct,
-# follows the swap 1 time vs 1 (fails the swap check). History in the prompt (N_CONTEXT
-# episodes, correct): frozen full-context 26, memory+full-context: curriculum 28, multi-fact 27,
-# open-vocabulary 8 (it fails).
+# multi-fact candidate 18 correct, follows the swap 17 times vs 4; the adapter shipped before the
+# reply-preservation one 6 correct, follows the swap 1 time vs 1 (fails the swap check). History
+# in the prompt (N_CONTEXT episodes, correct): frozen full-context 26, memory+full-context:
+# curriculum 28, multi-fact 27, open-vocabulary 8 (it fails).
 
 
 def predict(dm, tok, ep, history: list[dict[str, str]]) -> str:
