@@ -130,6 +130,14 @@ def reply_logprobs(dm: DeltaMemModel, ids: Tensor, attn: Tensor, tmask: Tensor,
     return F.log_softmax(logits, -1)
 
 
+def drop_cut_ends(tmask: Tensor, cut: Sequence[bool]) -> None:
+    """In place: a reply cut by the token limit never ended, so its end-of-turn marker (the last
+    target of its row in ``tmask`` [B, T]) is no target; a row keeps at least one target."""
+    for b, c in enumerate(cut):
+        if c and int(tmask[b].sum()) > 1:
+            tmask[b, int(tmask[b].nonzero()[-1])] = False
+
+
 def kl_per_token(teacher: Tensor, student: Tensor) -> Tensor:
     """KL(teacher ‖ student) per position [N] from log-distributions [N, V]."""
     return (teacher.exp() * (teacher - student)).sum(-1)
@@ -161,10 +169,7 @@ def measure(dm: DeltaMemModel, tok: Any, cases: list[HarmCase], states: MemorySt
     texts, cut = greedy_replies(dm, tok, chats + chats, _with_frozen_rows(dm, states), max_new_tokens)
     frozen, mem = texts[:B], texts[B:]
     ids, attn, tmask = reply_batch(tok, list(zip(chats, frozen, strict=True)))
-    for b in range(B):
-        if cut[b]:  # a reply cut by the token limit: its end-of-turn marker is no target
-            last = int(tmask[b].nonzero()[-1])
-            tmask[b, last] = tmask[b].sum() <= 1  # keep at least one target
+    drop_cut_ends(tmask, cut[:B])
     with torch.no_grad():
         teacher = reply_logprobs(dm, ids, attn, tmask, None)
         student = reply_logprobs(dm, ids, attn, tmask, states)

@@ -30,7 +30,7 @@ from torch import Tensor
 from agentmem.data.ordinary import prompts
 from agentmem.inject import DeltaMemModel
 from agentmem.protocol import reply_batch, window_start
-from agentmem.reply_harm import greedy_replies, kl_per_token, reply_logprobs
+from agentmem.reply_harm import drop_cut_ends, greedy_replies, kl_per_token, reply_logprobs
 from agentmem.state import MemoryState
 
 Message = dict[str, str]
@@ -96,9 +96,7 @@ def preservation_loss(dm: DeltaMemModel, tok: Any, state: MemoryState, state_row
     """Mean per-token KL(frozen ‖ memory) over the replies of ``pairs`` (scalar, with autograd),
     view j reading ``state`` row ``state_rows[j]``."""
     ids, attn, tmask = reply_batch(tok, pairs)
-    for b, c in enumerate(cut):
-        if c and int(tmask[b].sum()) > 1:  # a cut reply: its end-of-turn marker is no target
-            tmask[b, int(tmask[b].nonzero()[-1])] = False
+    drop_cut_ends(tmask, cut)
     with torch.no_grad():
         teacher = reply_logprobs(dm, ids, attn, tmask, None)
     student = reply_logprobs(dm, ids, attn, tmask, state.rows(state_rows))

@@ -131,3 +131,11 @@ def test_eval_cli_reply_harm_suite(chat_backbone, tmp_path):
     assert "delta_nats" in (out / "report.md").read_text()
     with pytest.raises(SystemExit):
         main(["eval", "--suite", "reply-harm", "--windows", "0,-1", "--out", str(tmp_path / "bad")])
+
+
+def test_a_cut_reply_loses_only_its_end_marker_as_a_target():
+    from agentmem.reply_harm import drop_cut_ends
+
+    tmask = torch.tensor([[0, 1, 1, 1, 0], [0, 1, 1, 1, 0], [0, 0, 1, 0, 0]], dtype=torch.bool)
+    drop_cut_ends(tmask, [True, False, True])
+    assert tmask.int().tolist() == [[0, 1, 1, 0, 0], [0, 1, 1, 1, 0], [0, 0, 1, 0, 0]]
