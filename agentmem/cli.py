@@ -287,18 +287,17 @@ def _add_train(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(func=_train)
 
 
-def _non_negative(text: str) -> int:
-    value = int(text)
-    if value < 0:
-        raise argparse.ArgumentTypeError(f"{value} < 0")
-    return value
+def _at_least(low: int):
+    """An argparse type: an int ≥ ``low``."""
+    def parse(text: str) -> int:
+        value = int(text)
+        if value < low:
+            raise argparse.ArgumentTypeError(f"{value} < {low}")
+        return value
+    return parse
 
 
-def _positive(text: str) -> int:
-    value = int(text)
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"{value} < 1")
-    return value
+_non_negative, _positive = _at_least(0), _at_least(1)
 
 
 def _windows(text: str) -> tuple[int, ...]:

@@ -82,9 +82,10 @@ def harm_cases(split: str, n: int, seed: int = 0,
         ValueError: For an unknown split or a negative ``n``.
     """
     requests = prompts(split, n, seed)
-    facts = [e.history for e in synthetic_episodes(split, n, seed=seed, facts=(2, 4), fillers=(0, 2),
-                                                   sessions=(1, 2))]
-    chats = small_talk(split, n, seed)
+    per_source = -(-n // (3 if stories else 2))  # conversations each source needs
+    facts = [e.history for e in synthetic_episodes(split, per_source, seed=seed, facts=(2, 4),
+                                                   fillers=(0, 2), sessions=(1, 2))]
+    chats = small_talk(split, per_source, seed)
     sources: list[tuple[str, Sequence[list[Message]]]] = [("facts", facts), ("small talk", chats)]
     if stories:
         sources.append(("babi", stories))
