@@ -1,8 +1,15 @@
-"""agentmem: δ-mem online associative memory inside a frozen LLM's attention."""
+"""agentmem: δ-mem online associative memory inside a frozen LLM's attention.
+
+The public API is what this module exports; the packages hold, by role: ``ops`` (the recurrence),
+``model`` (the attached δ-mem model, states, adapters, passes), ``chat`` (the LangChain chat
+model), ``train``, ``eval`` and ``data`` (docs/design.md#architecture).
+"""
 
 from typing import TYPE_CHECKING, Any
 
-from agentmem.config import DeltaMemConfig
+from agentmem import _deprecated
+from agentmem.chat.memory_store import InProcessMemoryStore, MemoryKey, MemoryRecord, MemoryStore
+from agentmem.chat.turn_plan import fork_metadata
 from agentmem.errors import (
     AdapterError,
     AgentMemError,
@@ -19,18 +26,20 @@ from agentmem.errors import (
     UnsupportedArchitectureError,
     UnsupportedContentError,
 )
-from agentmem.memory_store import InMemoryStore, MemoryKey, MemoryRecord, MemoryStore
-from agentmem.state import MemoryState
+from agentmem.model.config import DeltaMemConfig
+from agentmem.model.state import MemoryState
+
+_deprecated.install()
 
 if TYPE_CHECKING:
-    from agentmem.chat_model import DeltaMemChatModel
+    from agentmem.chat.chat_model import DeltaMemChatModel
 
 __all__ = [
     "AdapterError", "AgentMemError", "BackboneError", "DeltaMemChatModel", "DeltaMemConfig",
-    "EmptyConversationError", "InMemoryStore", "InputTooLongError", "MemoryConflictError",
+    "EmptyConversationError", "InProcessMemoryStore", "InputTooLongError", "MemoryConflictError",
     "MemoryKey", "MemoryRecord", "MemoryState", "MemoryStore", "MissingMemoryKeyError",
     "MissingMessageSpansError", "StateFormatError", "StateMismatchError",
-    "ToolCallingNotSupportedError", "UnknownRoleError", "UnsupportedArchitectureError",
+    "ToolCallingNotSupportedError", "fork_metadata", "UnknownRoleError", "UnsupportedArchitectureError",
     "UnsupportedContentError",
 ]
 
@@ -38,7 +47,9 @@ __all__ = [
 def __getattr__(name: str) -> Any:
     # The chat model pulls in langchain_core: import it only when asked for.
     if name == "DeltaMemChatModel":
-        from agentmem.chat_model import DeltaMemChatModel
+        from agentmem.chat.chat_model import DeltaMemChatModel
 
         return DeltaMemChatModel
+    if name == "InMemoryStore":
+        return _deprecated.renamed("agentmem", name, "InProcessMemoryStore", InProcessMemoryStore)
     raise AttributeError(f"module 'agentmem' has no attribute {name!r}")

@@ -6,7 +6,8 @@ import argparse
 import sys
 import time
 
-from agentmem.backbones import DEFAULT_BACKBONE
+from agentmem.model.backbones import DEFAULT_BACKBONE
+from agentmem.options import at_least, windows
 
 DEMO_TURNS = [
     [{"role": "user", "content": "Hi! My name is Ada and my sister Lin lives in Porto."},
@@ -19,11 +20,11 @@ DEMO_TURNS = [
 
 
 def _inspect(args: argparse.Namespace) -> int:
-    from agentmem.adapters import load_adapter, shipped_adapter
-    from agentmem.backbones import load_backbone
-    from agentmem.config import DeltaMemConfig
-    from agentmem.engine import write_chat
-    from agentmem.inject import attach_delta_mem
+    from agentmem.model.adapters import load_adapter, shipped_adapter
+    from agentmem.model.attach import attach_delta_mem
+    from agentmem.model.backbones import load_backbone
+    from agentmem.model.config import DeltaMemConfig
+    from agentmem.model.passes import write_chat
 
     t0 = time.perf_counter()
     model, tokenizer = load_backbone(args.backbone)
@@ -53,21 +54,11 @@ def _inspect(args: argparse.Namespace) -> int:
 
 
 def _train(args: argparse.Namespace) -> int:
+    from agentmem.options import values
     from agentmem.train import TrainConfig, train
+    from agentmem.train.config import ADAPTER_FLAGS
 
-    adapter = {"write_mode": args.write_mode, "rank": args.rank, "num_states": args.num_states,
-               "beta_bias": args.beta_bias}
-    cfg = TrainConfig(data=args.data, out=args.out, backbone=args.backbone, steps=args.steps,
-                      batch_size=args.batch_size, lr=args.lr, warmup=args.warmup,
-                      memory_only_steps=args.memory_only_steps, context_views=args.context_views,
-                      budget_tokens=args.budget_tokens, seed=args.seed, save_every=args.save_every,
-                      limit=args.limit, stop_after=args.stop_after, max_minutes=args.max_minutes,
-                      device=args.device, init_adapter=args.init_adapter,
-                      probe_every=args.probe_every, bucket_turns=args.bucket_turns,
-                      match_weight=args.match_weight, gate_weight=args.gate_weight,
-                      gate_beta=args.gate_beta, preserve_weight=args.preserve_weight,
-                      preserve_rows=args.preserve_rows, preserve_prompts=args.preserve_prompts,
-                      preserve_windows=args.preserve_windows, adapter=adapter)
+    cfg = TrainConfig(**values(args, args.train_options), adapter=values(args, ADAPTER_FLAGS))
     folder = train(cfg, command="agentmem " + " ".join(sys.argv[1:]))
     print(f"adapter written to {folder}")
     return 0
@@ -84,8 +75,9 @@ def _eval(args: argparse.Namespace) -> int:
         print("agentmem eval: --data is required (except with --suite reply-harm)", file=sys.stderr)
         return 2
 
-    from agentmem.eval_report import last_line, write_outputs
-    from agentmem.evaluate import EvalOptions, evaluate, parse_shard, protocol_options, shard_bounds
+    from agentmem.eval.regimes import EvalOptions, evaluate, parse_shard, protocol_options, shard_bounds
+    from agentmem.eval.report import last_line, write_outputs
+    from agentmem.options import values
 
     try:
         shard = parse_shard(args.shard) if args.shard else None
@@ -97,10 +89,7 @@ def _eval(args: argparse.Namespace) -> int:
     span = [args.offset + lo, args.offset + hi]  # the requested episodes: [start, end) of the file
     episodes = episodes[lo:hi]
     dm, tok = _load_model(args.backbone, args.adapter, args.device)
-    opts = EvalOptions(max_minutes=args.max_minutes, regimes=args.regimes.split(","), window=args.window,
-                       budget_tokens=args.budget_tokens, generate=not args.no_generate,
-                       max_new_tokens=args.max_new_tokens, swap=not args.no_swap,
-                       gen_limit=args.gen_limit, prompt_tokens=args.prompt_tokens)
+    opts = EvalOptions(**values(args, args.eval_options))
     summary, rows = evaluate(dm, tok, episodes, opts)
     done = summary[opts.regimes[0]]["n"] if summary else 0
     meta = {"command": "agentmem " + " ".join(sys.argv[1:]), "episodes": done,
@@ -124,7 +113,7 @@ def _eval_harm(args: argparse.Namespace) -> int:
     import json
     from pathlib import Path
 
-    from agentmem.reply_harm import (
+    from agentmem.eval.reply_harm import (
         babi_stories,
         evaluate_harm,
         harm_cases,
@@ -179,7 +168,7 @@ def _eval_merge(args: argparse.Namespace) -> int:
     from pathlib import Path
 
     from agentmem.errors import EvalMergeError
-    from agentmem.eval_report import last_line, merge_folders, write_outputs
+    from agentmem.eval.report import last_line, merge_folders, write_outputs
 
     try:
         summary, rows, meta = merge_folders([Path(f) for f in args.folders],
@@ -210,10 +199,10 @@ def _eval_episodes(args: argparse.Namespace) -> list:
 
 
 def _load_model(backbone: str, adapter: str | None, device: str = "auto"):
-    from agentmem.adapters import load_adapter, shipped_adapter
-    from agentmem.backbones import load_backbone
-    from agentmem.devices import resolve_device
-    from agentmem.inject import attach_delta_mem
+    from agentmem.model.adapters import load_adapter, shipped_adapter
+    from agentmem.model.attach import attach_delta_mem
+    from agentmem.model.backbones import load_backbone
+    from agentmem.model.devices import resolve_device
 
     model, tok = load_backbone(backbone)
     model = model.to(resolve_device(device))
@@ -225,106 +214,20 @@ def _load_model(backbone: str, adapter: str | None, device: str = "auto"):
 
 
 def _add_train(sub: argparse._SubParsersAction) -> None:
+    from agentmem.model.config import DeltaMemConfig
+    from agentmem.options import add_options
+    from agentmem.train.config import ADAPTER_DEFAULTS, ADAPTER_FLAGS, TrainConfig
+
     p = sub.add_parser("train", help="train a δ-mem adapter on episodes (JSONL)")
-    p.add_argument("--data", action="append", required=True, help="episodes JSONL (repeatable)")
-    p.add_argument("--out", required=True)
-    p.add_argument("--backbone", default=DEFAULT_BACKBONE)
-    p.add_argument("--steps", type=int, default=300)
-    p.add_argument("--batch-size", type=int, default=8)
-    p.add_argument("--lr", type=float, default=1e-3)
-    p.add_argument("--warmup", type=float, default=0.1)
-    p.add_argument("--memory-only-steps", type=int, default=0)
-    p.add_argument("--context-views", type=float, default=0.5)
-    p.add_argument("--budget-tokens", type=int, default=2048)
-    p.add_argument("--write-mode", choices=["token", "message"], default="message")
-    p.add_argument("--rank", type=int, default=8)
-    p.add_argument("--num-states", type=int, default=1)
-    p.add_argument("--beta-bias", type=float, default=-1.5)
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--save-every", type=int, default=50)
-    p.add_argument("--limit", type=int, default=None)
-    p.add_argument("--max-minutes", type=float, default=None,
-                   help="fit the run into this many minutes: a fresh run times its first steps and "
-                        "shortens --steps so the whole schedule fits; any sitting stops, "
-                        "checkpointed, when the time is spent")
-    p.add_argument("--device", default="auto", help="auto (CUDA when available), cpu, cuda, cuda:N")
-    p.add_argument("--init-adapter", default=None,
-                   help="start from this adapter folder's weights with a fresh schedule; its config "
-                        "replaces --rank/--num-states/--write-mode/--beta-bias")
-    p.add_argument("--stop-after", type=int, default=None,
-                   help="end this sitting after N steps; rerun the same command to resume")
-    p.add_argument("--probe-every", type=_non_negative, default=10,
-                   help="every N steps log memory_gain: the memory-only answer CE when a row reads "
-                        "another episode's state, minus its own (0: never)")
-    p.add_argument("--bucket-turns", action="store_true",
-                   help="draw each batch from episodes with about as many history turns (one write "
-                        "pass per turn: mixed lengths make every row pay for the longest)")
-    p.add_argument("--match-weight", type=_non_negative_float, default=0.0,
-                   help="add W × the query-key match term: on episodes that record the message "
-                        "stating the answer (meta.fact_turn), the memory query that reads the "
-                        "answer should match that message's key and no other "
-                        "(agentmem.train.match; message-level writes; 0: off)")
-    p.add_argument("--gate-weight", type=_non_negative_float, default=0.0,
-                   help="add W × the write-gate term: on episodes whose fact statements are known "
-                        "(the synthetic generator's), each statement's write gates should be "
-                        "--gate-beta and every other message's 0 (agentmem.train.gate; "
-                        "message-level writes; 0: off)")
-    p.add_argument("--gate-beta", type=_gate_beta, default=0.5,
-                   help="the write-gate term's target gate for statements, in (0, 1]")
-    p.add_argument("--preserve-weight", type=_non_negative_float, default=0.0,
-                   help="add W × the preservation term: with each episode's memory present, the "
-                        "read pass on ordinary requests matches the frozen model's next-token "
-                        "distribution along its own greedy replies (KL; agentmem.train.preserve; "
-                        "0: off)")
-    p.add_argument("--preserve-rows", type=_positive, default=8,
-                   help="ordinary-request views per step for the preservation term")
-    p.add_argument("--preserve-prompts", type=_positive, default=200,
-                   help="distinct train-split requests whose frozen replies are generated once "
-                        "and cached in the run folder")
-    p.add_argument("--preserve-windows", type=_windows, default=(0, 4),
-                   help="history messages shown before a request, comma-separated (0: memory "
-                        "only); drawn uniformly per view")
-    p.set_defaults(func=_train)
-
-
-def _at_least(low: int):
-    """An argparse type: an int ≥ ``low``."""
-    def parse(text: str) -> int:
-        value = int(text)
-        if value < low:
-            raise argparse.ArgumentTypeError(f"{value} < {low}")
-        return value
-    return parse
-
-
-_non_negative, _positive = _at_least(0), _at_least(1)
-
-
-def _windows(text: str) -> tuple[int, ...]:
-    try:
-        values = tuple(int(w) for w in text.split(","))
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a comma-separated list of integers") from None
-    if any(w < 0 for w in values):
-        raise argparse.ArgumentTypeError(f"{text!r} has a negative window")
-    return values
-
-
-def _gate_beta(text: str) -> float:
-    value = float(text)
-    if not 0.0 < value <= 1.0:  # also refuses nan
-        raise argparse.ArgumentTypeError(f"{value} is not in (0, 1]")
-    return value
-
-
-def _non_negative_float(text: str) -> float:
-    value = float(text)
-    if not value >= 0:  # also refuses nan
-        raise argparse.ArgumentTypeError(f"{value} is not ≥ 0")
-    return value
+    names = add_options(p, TrainConfig)
+    add_options(p, DeltaMemConfig, only=ADAPTER_FLAGS, defaults=ADAPTER_DEFAULTS)
+    p.set_defaults(func=_train, train_options=names)
 
 
 def _add_eval(sub: argparse._SubParsersAction) -> None:
+    from agentmem.eval.regimes import EvalOptions
+    from agentmem.options import add_options
+
     p = sub.add_parser("eval", help="evaluate every regime side by side")
     p.add_argument("--data", default=None, help="episodes JSONL, or a bAbI / LoCoMo file (with "
                    "--suite reply-harm: optional bAbI file or folder whose stories are memories)")
@@ -333,35 +236,22 @@ def _add_eval(sub: argparse._SubParsersAction) -> None:
                         "frozen model's replies against the memory-reading model's")
     p.add_argument("--split", choices=["train", "test"], default="test",
                    help="reply-harm: the split of requests and memories")
-    p.add_argument("--windows", type=_windows, default=(0, 4),
+    p.add_argument("--windows", type=windows, default=(0, 4),
                    help="reply-harm: history messages shown before the request, comma-separated")
     p.add_argument("--seed", type=int, default=0, help="reply-harm: seed of the cases")
     p.add_argument("--adapter", default=None, help="adapter folder ('none': fresh adapter)")
     p.add_argument("--backbone", default=DEFAULT_BACKBONE)
-    p.add_argument("--regimes", default="no-memory,window,full-context,memory-only,memory+window,"
-                   "memory+full-context,bm25")
-    p.add_argument("--limit", type=int, default=None)
-    p.add_argument("--offset", type=_non_negative, default=0,
+    p.add_argument("--limit", type=at_least(1), default=None)
+    p.add_argument("--offset", type=at_least(0), default=0,
                    help="skip the first N episodes (with --limit: a slice; resumes a run stopped by "
                         "--max-minutes, merged with eval-merge)")
-    p.add_argument("--window", type=int, default=4)
-    p.add_argument("--budget-tokens", type=int, default=2048)
-    p.add_argument("--max-new-tokens", type=int, default=None,
-                   help="generated tokens per answer (default 32; 48 with --suite reply-harm)")
-    p.add_argument("--no-generate", action="store_true", help="skip generated EM/F1")
-    p.add_argument("--no-swap", action="store_true", help="skip the swap test")
-    p.add_argument("--prompt-tokens", type=int, default=3072,
-                   help="cut shown history from the front beyond this many prompt tokens")
-    p.add_argument("--gen-limit", type=int, default=None,
-                   help="generate (EM/F1) for the first N episodes only")
-    p.add_argument("--max-minutes", type=float, default=None,
-                   help="stop after this many minutes and report the episodes done so far")
+    names = add_options(p, EvalOptions, defaults={"max_new_tokens": None})
     p.add_argument("--device", default="auto", help="auto (CUDA when available), cpu, cuda, cuda:N")
     p.add_argument("--shard", default=None,
                    help="K/N: evaluate only the K-th of N contiguous blocks (merge the folders "
                         "with eval-merge)")
     p.add_argument("--out", default="eval_out")
-    p.set_defaults(func=_eval)
+    p.set_defaults(func=_eval, eval_options=names)
     m = sub.add_parser("eval-merge", help="merge eval folders into one: shards of a run (`eval "
                        "--shard K/N`) and runs of disjoint regimes on the same episodes (e.g. a new "
                        "adapter's memory regimes beside an earlier run's adapter-free baselines)")
@@ -373,32 +263,45 @@ def _add_eval(sub: argparse._SubParsersAction) -> None:
     m.set_defaults(func=_eval_merge)
 
 
-def _unavailable(error: ImportError):
-    """`chat` and `demo` that say which package is missing instead of a traceback."""
+COMMANDS_GROUP = "agentmem.commands"  # entry points: name = "module:add(subparsers)"
+
+
+def _plugin_commands(sub: argparse._SubParsersAction) -> None:
+    """Subcommands other packages register (``graphs``: ``chat`` and ``demo``) through the
+    ``agentmem.commands`` entry points, so that this module imports no layer above it. A
+    command whose package cannot be imported says so instead of failing with a traceback."""
+    from importlib.metadata import entry_points
+
+    for ep in sorted(entry_points(group=COMMANDS_GROUP), key=lambda e: e.name):
+        try:
+            add = ep.load()
+        except ImportError as e:  # e.g. a training box with torch + transformers only
+            _unavailable(sub, ep.name, e)
+            continue
+        add(sub)
+
+
+def _unavailable(sub: argparse._SubParsersAction, name: str, error: ImportError) -> None:
     def run(args: argparse.Namespace) -> int:
-        print(f"agentmem {args.command} needs LangGraph/LangChain ({error}); "
-              "install agentmem with its dependencies", file=sys.stderr)
+        print(f"agentmem {name} is unavailable: {error}; install agentmem with its "
+              "dependencies", file=sys.stderr)
         return 2
 
-    def add(sub: argparse._SubParsersAction) -> None:
-        for name in ("chat", "demo"):
-            sub.add_parser(name, help=f"unavailable: {error}").set_defaults(func=run)
-    return add
+    sub.add_parser(name, help=f"unavailable: {error}").set_defaults(func=run)
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="agentmem", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
-    try:  # lazy: agentmem never imports graphs at import time
-        from graphs.cli import add_subcommands
-    except ImportError as e:  # a training box with torch + transformers only: train/eval still work
-        add_subcommands = _unavailable(e)
-    add_subcommands(sub)  # chat, demo
+    _plugin_commands(sub)  # chat, demo
     inspect = sub.add_parser("inspect", help="write a short conversation into δ-mem and print "
                              "the per-layer state norms and tokens written")
     inspect.add_argument("--backbone", default=DEFAULT_BACKBONE)
     inspect.add_argument("--adapter", default=None, help="adapter folder (default: the shipped one)")
-    inspect.add_argument("--write-mode", choices=["token", "message"], default="token")
+    from agentmem.model.config import DeltaMemConfig
+    from agentmem.options import add_options
+
+    add_options(inspect, DeltaMemConfig, only=("write_mode",))
     inspect.set_defaults(func=_inspect)
     _add_train(sub)
     _add_eval(sub)

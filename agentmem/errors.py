@@ -6,6 +6,8 @@ Every error derives from :class:`AgentMemError`; the ones caused by bad input al
 
 from __future__ import annotations
 
+from typing import Any
+
 
 class AgentMemError(Exception):
     """Base class of every agentmem error."""
@@ -70,3 +72,19 @@ class EvalMergeError(AgentMemError, ValueError):
 
 class UnsupportedLaunchError(AgentMemError, RuntimeError):
     """A launch agentmem cannot serve, e.g. several processes (``WORLD_SIZE`` > 1)."""
+
+
+class MissingDependencyError(AgentMemError, ImportError):
+    """An optional dependency is not installed; the message names the extra that brings it."""
+
+
+def require(module: str, extra: str) -> Any:
+    """Import ``module`` (an optional dependency) or raise `MissingDependencyError` saying
+    ``pip install 'agentmem[<extra>]'``."""
+    import importlib
+
+    try:
+        return importlib.import_module(module)
+    except ImportError as e:
+        raise MissingDependencyError(f"{module} is not installed: pip install 'agentmem[{extra}]' "
+                                     f"({e})") from e

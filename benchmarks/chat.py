@@ -28,7 +28,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 import torch  # noqa: E402
 from langchain_core.messages import AIMessage, HumanMessage  # noqa: E402
 
-from agentmem.chat_model import DeltaMemChatModel  # noqa: E402
+from agentmem.chat.chat_model import DeltaMemChatModel  # noqa: E402
 
 RESULTS = Path(__file__).parent / "results"
 QUESTIONS = ["Explain how rainbows form.", "Describe the water cycle.", "Why is the sky blue?",

@@ -16,8 +16,8 @@ import time
 
 import torch
 
-from agentmem.backbones import load_backbone
-from agentmem.inject import attach_delta_mem
+from agentmem.model.attach import attach_delta_mem
+from agentmem.model.backbones import load_backbone
 from agentmem.ops import delta_rule_chunked, delta_rule_reference, fused
 
 

@@ -1,5 +1,5 @@
 """Reply harm of adapters on the default backbone: what reading an unrelated memory does to the
-model's ordinary replies (`agentmem.reply_harm`), side by side on the same cases.
+model's ordinary replies (`agentmem.eval.reply_harm`), side by side on the same cases.
 
 Cases: test-split ordinary requests (templates and topics never used in training), each with a
 memory of synthetic facts, small talk or (with ``--babi``) a bAbI story of the test split, read
@@ -22,10 +22,8 @@ from pathlib import Path
 
 import torch
 
-from agentmem.adapters import load_adapter, shipped_adapter
-from agentmem.backbones import DEFAULT_BACKBONE, load_backbone
 from agentmem.data.babi import read_babi
-from agentmem.reply_harm import (
+from agentmem.eval.reply_harm import (
     babi_stories,
     evaluate_harm,
     harm_cases,
@@ -33,6 +31,8 @@ from agentmem.reply_harm import (
     side_by_side,
     summarize_harm,
 )
+from agentmem.model.adapters import load_adapter, shipped_adapter
+from agentmem.model.backbones import DEFAULT_BACKBONE, load_backbone
 
 TARGET_DELTA_NATS, TARGET_COLLAPSED = 0.15, 0.10
 

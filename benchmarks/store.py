@@ -50,7 +50,7 @@ PRUNE_ROWS, PRUNE_KEEP = 10_000, 10
 def default_state(seed: int, tokens: int) -> MemoryState:
     """A random state of the default backbone's shape, with realistic id strings."""
     g = torch.Generator().manual_seed(seed)
-    fingerprint = hashlib.sha256(b"adapter").hexdigest()  # as agentmem.inject makes them
+    fingerprint = hashlib.sha256(b"adapter").hexdigest()  # as agentmem.model.attach makes them
     return MemoryState(torch.randn(*SHAPE, generator=g), torch.tensor([tokens]),
                        tuple(range(SHAPE[1])), fingerprint, "llama-9f3a1c02b7e4d615",
                        DeltaMemConfig())

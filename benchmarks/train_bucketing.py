@@ -20,10 +20,10 @@ import time
 
 import torch
 
-from agentmem.backbones import load_backbone
-from agentmem.config import DeltaMemConfig
 from agentmem.data.synthetic import generate
-from agentmem.inject import attach_delta_mem
+from agentmem.model.attach import attach_delta_mem
+from agentmem.model.backbones import load_backbone
+from agentmem.model.config import DeltaMemConfig
 from agentmem.train.loop import TrainConfig, train_step, turn_groups
 
 MIXTURE = [  # (episodes, generator knobs): the curriculum candidate's data, a tenth of it

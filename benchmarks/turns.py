@@ -39,7 +39,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 import torch  # noqa: E402
 from langchain_core.messages import HumanMessage  # noqa: E402
 
-from agentmem.backbones import DEFAULT_BACKBONE, load_backbone  # noqa: E402
+from agentmem.model.backbones import DEFAULT_BACKBONE, load_backbone  # noqa: E402
 from graphs import MemoryContext, build_memory_agent, sqlite_checkpointer  # noqa: E402
 
 RESULTS = Path(__file__).parent / "results"

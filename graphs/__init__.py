@@ -1,4 +1,5 @@
-"""graphs: LangGraph agents whose memory lives in δ-mem states (DESIGN §3, §4).
+"""graphs: LangGraph agents whose memory lives in δ-mem states (docs/design.md#architecture,
+docs/design.md#state-checkpoints-and-scopes).
 
 The graph state carries messages, the agent of the turn and, per agent, the memory checkpoint
 ids a turn read and wrote — never tensors. The states live in the ``store`` package; the nodes

@@ -17,12 +17,12 @@ import uuid
 from dataclasses import dataclass
 from typing import Any
 
-from agentmem.conversation import WrittenLog
+from agentmem import fork_metadata
 from graphs.errors import MemoryBranchError
 from graphs.state import MemoryRef, ref_base
 from store import CheckpointInfo, CheckpointNotFound, MemoryRepository
 
-__all__ = ["Branch", "branch_name", "carry_log", "is_branch_of", "memory_lineage", "resolve_branch"]
+__all__ = ["Branch", "branch_name", "is_branch_of", "memory_lineage", "resolve_branch"]
 
 _SUFFIX = re.compile(r"~[0-9a-f]{12}")
 
@@ -47,16 +47,6 @@ def is_branch_of(store_thread: str, thread_id: str) -> bool:
         return True
     root, tail = store_thread[: len(thread_id)], store_thread[len(thread_id):]
     return root == thread_id and _SUFFIX.fullmatch(tail) is not None
-
-
-def carry_log(metadata: dict[str, Any], source: str, target: str) -> dict[str, Any]:
-    """Checkpoint metadata for a fork of thread ``source`` into ``target``.
-
-    The chat model keys its written-message log by thread; the fork's thread must inherit the
-    source's log (and only it: other threads' logs would only grow the metadata).
-    """
-    log = WrittenLog.from_metadata(metadata)
-    return WrittenLog({target: log.thread(source)}).to_metadata()
 
 
 def resolve_branch(repo: MemoryRepository, agent_id: str, thread_id: str, ref: MemoryRef | None,
@@ -89,7 +79,7 @@ def resolve_branch(repo: MemoryRepository, agent_id: str, thread_id: str, ref: M
                                 "so this point of the conversation cannot be continued") from e
     name = branch_name(thread_id)
     fork = repo.fork(agent_id, ref["thread"], base, name,
-                     metadata=carry_log(source.metadata, ref["thread"], name))
+                     metadata=fork_metadata(source.metadata, ref["thread"], name))
     return Branch(fork.thread_id, fork.checkpoint_id, fork.tokens_written)
 
 
@@ -119,3 +109,11 @@ def memory_lineage(repo: MemoryRepository, agent_id: str, checkpoint_id: str | N
         chain.append(rows[cid])
         cid = rows[cid].parent_checkpoint_id
     return chain
+
+
+def __getattr__(name: str) -> Any:
+    if name == "carry_log":  # 0.1's name
+        from agentmem._deprecated import renamed
+
+        return renamed("graphs.branches", name, "agentmem.fork_metadata", fork_metadata)
+    raise AttributeError(f"module 'graphs.branches' has no attribute {name!r}")

@@ -12,13 +12,13 @@ import sqlite3
 from collections.abc import AsyncIterator, Iterator
 from contextlib import asynccontextmanager, contextmanager
 from pathlib import Path
+from typing import Any
 
-from langgraph.checkpoint.postgres import PostgresSaver
-from langgraph.checkpoint.postgres.aio import AsyncPostgresSaver
 from langgraph.checkpoint.sqlite import SqliteSaver
 from langgraph.checkpoint.sqlite.aio import AsyncSqliteSaver
 from sqlalchemy.engine import make_url
 
+from agentmem.errors import require
 from store import default_url
 
 __all__ = ["async_postgres_checkpointer", "async_sqlite_checkpointer", "default_checkpoint_path",
@@ -91,16 +91,18 @@ def _libpq(url: str) -> str:
 
 
 @contextmanager
-def postgres_checkpointer(url: str) -> Iterator[PostgresSaver]:
+def postgres_checkpointer(url: str) -> Iterator[Any]:
     """A ``PostgresSaver`` for a ``postgresql[+psycopg]://`` URL, set up (a context manager)."""
-    with PostgresSaver.from_conn_string(_libpq(url)) as saver:
+    saver_cls = require("langgraph.checkpoint.postgres", "postgres").PostgresSaver
+    with saver_cls.from_conn_string(_libpq(url)) as saver:
         saver.setup()
         yield saver
 
 
 @asynccontextmanager
-async def async_postgres_checkpointer(url: str) -> AsyncIterator[AsyncPostgresSaver]:
+async def async_postgres_checkpointer(url: str) -> AsyncIterator[Any]:
     """The async twin of :func:`postgres_checkpointer`."""
-    async with AsyncPostgresSaver.from_conn_string(_libpq(url)) as saver:
+    saver_cls = require("langgraph.checkpoint.postgres.aio", "postgres").AsyncPostgresSaver
+    async with saver_cls.from_conn_string(_libpq(url)) as saver:
         await saver.setup()
         yield saver

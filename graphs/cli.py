@@ -1,4 +1,8 @@
-"""The ``agentmem chat`` and ``agentmem demo`` subcommands (registered by ``agentmem.cli``)."""
+"""The ``agentmem chat`` and ``agentmem demo`` subcommands.
+
+``agentmem.cli`` never imports this package: it finds `add_chat` and `add_demo` through the
+``agentmem.commands`` entry points this distribution declares (docs/design.md#architecture).
+"""
 
 from __future__ import annotations
 
@@ -7,13 +11,19 @@ import tempfile
 import warnings
 from pathlib import Path
 
-from agentmem.backbones import DEFAULT_BACKBONE
+from agentmem.model.backbones import DEFAULT_BACKBONE
 
-__all__ = ["add_subcommands", "chat_main", "demo_main"]
+__all__ = ["add_chat", "add_demo", "add_subcommands", "chat_main", "demo_main"]
 
 
 def add_subcommands(sub: argparse._SubParsersAction) -> None:
     """Register ``chat`` and ``demo`` on the ``agentmem`` command's subparsers."""
+    add_chat(sub)
+    add_demo(sub)
+
+
+def add_chat(sub: argparse._SubParsersAction) -> None:
+    """Register ``agentmem chat``: the REPL over a persistent agent."""
     chat = sub.add_parser("chat", help="talk to a δ-mem agent; conversations and memory persist")
     _model_options(chat, max_new_tokens=64)
     chat.add_argument("--db", default=None,
@@ -23,6 +33,10 @@ def add_subcommands(sub: argparse._SubParsersAction) -> None:
     chat.add_argument("--scope", choices=["thread", "agent"], default="thread",
                       help="agent: a new thread starts from the agent's latest memory")
     chat.set_defaults(func=chat_main)
+
+
+def add_demo(sub: argparse._SubParsersAction) -> None:
+    """Register ``agentmem demo``: the main job, a multi-session conversation."""
     demo = sub.add_parser("demo", help="a multi-session conversation recalled through δ-mem memory: "
                           "answers and candidate rankings with and without memory")
     _model_options(demo, max_new_tokens=24)

@@ -14,8 +14,8 @@ from typing import Any, Literal
 from pydantic import ConfigDict
 from pydantic.json_schema import SkipJsonSchema
 
-from agentmem.backbones import DEFAULT_BACKBONE
-from agentmem.chat_model import DeltaMemChatModel
+from agentmem.chat.chat_model import DeltaMemChatModel
+from agentmem.model.backbones import DEFAULT_BACKBONE
 from store import MemoryRepository
 from store.chat_store import RepositoryMemoryStore
 
@@ -74,7 +74,8 @@ class MemoryContext:
         window: messages shown before the current user turn (``trim_messages``); 0: memory only.
         window_tokens: also keep the shown messages within about this many tokens (None: no cap).
         scope: "thread": a new conversation starts with an empty memory; "agent": it starts from
-            the agent's most recently written memory in any of its threads (DESIGN §4).
+            the agent's most recently written memory in any of its threads
+            (docs/design.md#state-checkpoints-and-scopes).
         agent_id: the agent of single-agent graphs.
         system_prompt: shown on every read pass of single-agent graphs (never written).
         specialists: the agents of router graphs (at least two).

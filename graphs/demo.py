@@ -17,7 +17,7 @@ from pathlib import Path
 from langchain_core.messages import HumanMessage
 from langgraph.graph.state import CompiledStateGraph
 
-from agentmem.adapters import shipped_adapter
+from agentmem.model.adapters import shipped_adapter
 from graphs.builders import build_memory_agent
 from graphs.checkpointers import sqlite_checkpointer
 from graphs.context import MemoryContext

@@ -1,9 +1,10 @@
 """Candidate answers ranked by the model with a turn's memory and without it.
 
 The default backbone is small and its free generation weak, so the demo and the slow transcripts
-judge memory the way the evaluations do (DESIGN §5): the candidate answer the model finds most
-likely, scored as the mean log-probability per answer token, once reading the memory the turn read
-and once reading an empty memory (the frozen backbone), on the same visible prompt.
+judge memory the way the evaluations do (docs/design.md#evaluation-regimes): the candidate
+answer the model finds most likely, scored as the mean log-probability per answer token, once
+reading the memory the turn read and once reading an empty memory (the frozen backbone), on the
+same visible prompt.
 """
 
 from __future__ import annotations
@@ -14,11 +15,12 @@ from typing import Any
 
 from langchain_core.messages import AIMessage, BaseMessage
 
-from agentmem.backend import get_backend
-from agentmem.chat_model import to_dicts
-from agentmem.generation import SamplingParams
-from agentmem.protocol import ReadPrompt, score_candidates
-from agentmem.state import MemoryState
+from agentmem.chat.chat_model import to_dicts
+from agentmem.chat.shared_backbone import get_backend
+from agentmem.model.decoding import SamplingParams
+from agentmem.model.prompts import ReadPrompt
+from agentmem.model.scoring import score_candidates
+from agentmem.model.state import MemoryState
 from graphs.context import MemoryContext
 from graphs.window import agent_view, visible_messages
 

@@ -12,7 +12,7 @@ import os
 
 from langgraph.graph.state import CompiledStateGraph
 
-from agentmem.backbones import DEFAULT_BACKBONE
+from agentmem.model.backbones import DEFAULT_BACKBONE
 from graphs.builders import build_memory_agent
 from graphs.context import MemoryContext
 

@@ -1,9 +1,10 @@
 """The graph state: messages, the agent of the turn, and per-agent memory checkpoint ids.
 
 The state never holds tensors. Each agent's memory is a chain of immutable checkpoints in the
-store (DESIGN §4); the state only records where along that chain this branch of the conversation
-stands, so that every LangGraph checkpoint names the memory checkpoint it produced and time travel
-(replaying or forking from an earlier LangGraph checkpoint) can continue from the matching one.
+store (docs/design.md#state-checkpoints-and-scopes); the state only records where along that
+chain this branch of the conversation stands, so that every LangGraph checkpoint names the memory
+checkpoint it produced and time travel (replaying or forking from an earlier LangGraph checkpoint)
+can continue from the matching one.
 """
 
 from __future__ import annotations

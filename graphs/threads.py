@@ -14,7 +14,8 @@ from typing import Any
 from langchain_core.runnables import RunnableConfig
 from langgraph.graph.state import CompiledStateGraph
 
-from graphs.branches import carry_log, is_branch_of
+from agentmem import fork_metadata
+from graphs.branches import is_branch_of
 from graphs.context import MemoryContext
 from graphs.state import MemoryRef, ref_base
 from store import MemoryRepository
@@ -42,7 +43,7 @@ def _forked_refs(repo: MemoryRepository, refs: dict[str, MemoryRef], new_thread_
             continue
         source = repo.get(agent, ref["thread"], base)
         info = repo.fork(agent, ref["thread"], base, new_thread_id,
-                         metadata=carry_log(source.metadata, ref["thread"], new_thread_id))
+                         metadata=fork_metadata(source.metadata, ref["thread"], new_thread_id))
         out[agent] = {"thread": new_thread_id, "read": info.checkpoint_id, "written": None,
                       "tokens": info.tokens_written}
     return out

@@ -1,7 +1,7 @@
 """Capacity curve: memory-only accuracy against δ-mem state size, from `agentmem eval` folders.
 
     python scripts/capacity_curve.py --png capacity.png \
-        "r=8:64:/evals/r8-synthetic" "r=16:256:/evals/r16-synthetic" ...
+        "r=8:64:runs/eval/r8-synthetic" "r=16:256:runs/eval/r16-synthetic" ...
 
 Each entry is LABEL:STATE_FLOATS_PER_LAYER:FOLDER (a folder holding results.json with the
 `memory-only` and `no-memory` regimes). Prints a Markdown table (memory-only and no-memory

@@ -1,6 +1,6 @@
 """Print the evaluation section of an adapter card from `agentmem eval` output folders.
 
-    python scripts/card_evals.py "Synthetic test split=/work/evals/synthetic" "bAbI qa1=..." ...
+    python scripts/card_evals.py "Synthetic test split=runs/eval/synthetic" "bAbI qa1=..." ...
 
 Each argument is TITLE=FOLDER (a folder holding results.json); the tables are the ones
 `agentmem eval` writes, headed by the title, the episodes done and the command that made them.
@@ -13,7 +13,7 @@ import re
 import sys
 from pathlib import Path
 
-from agentmem.eval_report import markdown_table
+from agentmem.eval.report import markdown_table
 
 
 def describe_commands(joined: str) -> str:

@@ -3,8 +3,8 @@
     python scripts/fact_window.py --data syn_test.jsonl FOLDER [FOLDER ...]
 
 Each FOLDER is an `agentmem eval` output (results.json + rows.jsonl) made on the --data file;
-folders are read together (e.g. the kept baselines and an adapter's memory regimes). The window is
-the runs' own (`meta.options.window`); folders with different windows are refused.
+folders are read together (e.g. an adapter-free baseline run and an adapter's memory regimes). The
+window is the runs' own (`meta.options.window`); folders with different windows are refused.
 """
 
 from __future__ import annotations
@@ -14,7 +14,7 @@ import sys
 from pathlib import Path
 
 from agentmem.data.episodes import read_jsonl
-from agentmem.eval_report import fact_position_split, fact_position_table, load_folder
+from agentmem.eval.report import fact_position_split, fact_position_table, load_folder
 
 
 def main(argv: list[str]) -> int:

@@ -13,8 +13,9 @@
 # choosing the asked fact among several, plus the one-fact episodes), MEMORY_ONLY (memory-only
 # steps of the nominal 4,000; --max-minutes shrinks both alike), TRAIN_EXTRA (more train flags,
 # e.g. --bucket-turns), SHARDS (processes per evaluation), DEVICE (cuda), WORK, PY. The evaluation
-# runs only the memory regimes: the adapter-free ones are kept in
-# evals/smollm2-135m-instruct/baselines and joined with `agentmem eval-merge`.
+# runs only the memory regimes: the adapter-free ones are summarised in
+# docs/results/evals/smollm2-135m-instruct/baselines (rebuilt into runs/baselines) and joined with
+# `agentmem eval-merge`.
 #
 # The curriculum candidate's sitting (H200): T_TRAIN=7.0 T_EVAL=0, then the evaluations run by
 # hand on the same machine (6, 6 and 12 shards). 179 steps × 128 took 6.4 min there: 2.2 s/step,

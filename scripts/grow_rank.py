@@ -26,8 +26,8 @@ from pathlib import Path
 import torch
 from torch import Tensor
 
-from agentmem.adapters import read_adapter, write_adapter
-from agentmem.config import DeltaMemConfig
+from agentmem.model.adapters import read_adapter, write_adapter
+from agentmem.model.config import DeltaMemConfig
 
 
 def grow(config: DeltaMemConfig, tensors: dict[str, Tensor], rank: int, eps: float = 0.05,

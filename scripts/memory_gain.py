@@ -19,11 +19,13 @@ import json
 
 import torch
 
-from agentmem.adapters import load_adapter
-from agentmem.backbones import DEFAULT_BACKBONE, load_backbone
 from agentmem.data.episodes import read_jsonl
-from agentmem.evaluate import swapped_history
-from agentmem.protocol import answer_loss, read_prompt, write_histories_grad
+from agentmem.eval.regimes import swapped_history
+from agentmem.model.adapters import load_adapter
+from agentmem.model.backbones import DEFAULT_BACKBONE, load_backbone
+from agentmem.model.history import write_histories_grad
+from agentmem.model.prompts import read_prompt
+from agentmem.model.scoring import answer_loss
 from agentmem.train.loop import neighbour_ce
 
 

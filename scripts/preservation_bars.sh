@@ -2,7 +2,8 @@
 # The memory figures the "never spoil" bars need for one adapter, on this machine's CPU,
 # resumable (a finished part is skipped on a rerun); reply harm is benchmarks/reply_harm.py's:
 #   - memory+full-context (and memory-only) on the synthetic test split and bAbI qa1–qa5, merged
-#     with the adapter-free baselines kept in evals/ (full-context etc.), plus the swap test on
+#     with the adapter-free baselines in runs/baselines/<suite> (full-context etc.; rebuilt as
+#     docs/results/evals/README.md says, their summaries are there), plus the swap test on
 #     bAbI qa1 memory-only.
 # Usage: ADAPTER=dir DATA=dir-with-test-jsonl OUT=dir scripts/preservation_bars.sh
 # DATA holds syn_test.jsonl and babi_test_qa{1..5}.jsonl, built by the commands of the shipped card.
@@ -11,7 +12,7 @@ set -euo pipefail
 PY=${PY:-.venv/bin/python}
 THREADS=${THREADS:-2}
 LIMIT=${LIMIT:-}  # the first N episodes of each file (merged with the baselines' same episodes)
-BASE=evals/smollm2-135m-instruct/baselines
+BASE=runs/baselines
 export OMP_NUM_THREADS=$THREADS
 run() { [ -f "$1/results.json" ] && { echo "done: $1"; return; }; shift; "$PY" -m agentmem.cli "$@"; }
 

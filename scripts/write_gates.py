@@ -6,15 +6,15 @@ question's read points at it.
 Writes each episode's history as the chat model does (one pass per turn, message-level writes)
 and records the write gate β of every message (mean over layers, states and rows), grouped as
 the turn stating the asked fact (``meta.fact_turn``), the other user turns, and the assistant's
-replies. Since retention is tied to the gate (λ = 1 − β, DESIGN §1), every later write scales
-the whole state down: ``kept`` is the mean over layers and rows of Π (1 − β) over the messages
-written after the fact, i.e. the share of the fact's write that the decay alone leaves at question
-time (the delta term's overwrites come on top). ``picked``: for each layer and state, whether the
-mean memory query at the positions that predict the answer (`agentmem.train.match`) has a larger
-dot product with the asked fact's key than with every other message's key — the share of (layer,
-state) pairs where the read points at the asked fact, against 1 / messages if it pointed anywhere;
-and ``share``: |q̄ · k_fact| / Σ_m |q̄ · k_m|, the fact's part of the key weights of the linear read
-(1 / messages when every key matches alike).
+replies. Since retention is tied to the gate (λ = 1 − β, docs/design.md#the-mechanism), every
+later write scales the whole state down: ``kept`` is the mean over layers and rows of Π (1 − β)
+over the messages written after the fact, i.e. the share of the fact's write that the decay alone
+leaves at question time (the delta term's overwrites come on top). ``picked``: for each layer and
+state, whether the mean memory query at the positions that predict the answer
+(`agentmem.train.match`) has a larger dot product with the asked fact's key than with every other
+message's key — the share of (layer, state) pairs where the read points at the asked fact, against
+1 / messages if it pointed anywhere; and ``share``: |q̄ · k_fact| / Σ_m |q̄ · k_m|, the fact's part
+of the key weights of the linear read (1 / messages when every key matches alike).
 """
 
 from __future__ import annotations
@@ -25,11 +25,11 @@ import sys
 
 import torch
 
-from agentmem.adapters import load_adapter
-from agentmem.backbones import DEFAULT_BACKBONE, load_backbone
 from agentmem.data.episodes import read_jsonl
-from agentmem.layer import DeltaMemLayer
-from agentmem.protocol import write_history
+from agentmem.model.adapters import load_adapter
+from agentmem.model.backbones import DEFAULT_BACKBONE, load_backbone
+from agentmem.model.history import write_history
+from agentmem.model.layer import DeltaMemLayer
 from agentmem.train.match import reply_queries
 
 

@@ -5,13 +5,16 @@ and SQL stay inside this package::
 
     repo = MemoryRepository(make_engine("postgresql+psycopg://user@host/db"),
                             spec=StateSpec(adapter_fingerprint, backbone_id))
-    head = repo.latest(agent_id, thread_id)                  # verified Checkpoint or None
+    head = repo.latest(agent_id, thread_id)                  # verified MemoryCheckpoint or None
     info = repo.put(agent_id, thread_id, new_state,          # ConflictError if another
                     parent=head and head.checkpoint_id)      # writer moved the head
     repo.update(agent_id, thread_id, lambda s: write_turn(s))  # read, compute, put, retry
 """
 
+from typing import Any
+
 from store.aio import AsyncMemoryRepository
+from store.chat_store import RepositoryMemoryStore
 from store.engine import default_url, make_engine
 from store.errors import (
     CheckpointNotFound,
@@ -25,13 +28,21 @@ from store.errors import (
     StoreError,
 )
 from store.migrations import LATEST_VERSION, migrate
-from store.records import Checkpoint, CheckpointInfo, StateSpec, ThreadInfo
+from store.records import CheckpointInfo, MemoryCheckpoint, StateSpec, ThreadInfo
 from store.repository import MemoryRepository
 
 __all__ = [
-    "LATEST_VERSION", "AsyncMemoryRepository", "Checkpoint", "CheckpointInfo",
-    "CheckpointNotFound", "ConflictError", "CorruptCheckpointError", "InvalidIdError",
-    "InvalidMetadataError", "MemoryRepository", "NonFiniteStateError", "SchemaVersionError",
-    "StateMismatchError", "StateSpec", "StoreError", "ThreadInfo", "default_url", "make_engine",
-    "migrate",
+    "LATEST_VERSION", "AsyncMemoryRepository", "CheckpointInfo", "CheckpointNotFound",
+    "ConflictError", "CorruptCheckpointError", "InvalidIdError", "InvalidMetadataError",
+    "MemoryCheckpoint", "MemoryRepository", "NonFiniteStateError", "RepositoryMemoryStore",
+    "SchemaVersionError", "StateMismatchError", "StateSpec", "StoreError", "ThreadInfo",
+    "default_url", "make_engine", "migrate",
 ]
+
+
+def __getattr__(name: str) -> Any:
+    if name == "Checkpoint":  # 0.1's name; LangGraph has its own `Checkpoint`
+        from agentmem._deprecated import renamed
+
+        return renamed("store", name, "MemoryCheckpoint", MemoryCheckpoint)
+    raise AttributeError(f"module 'store' has no attribute {name!r}")

@@ -15,9 +15,9 @@ from typing import Any
 
 from sqlalchemy import Engine
 
-from agentmem.state import MemoryState
+from agentmem.model.state import MemoryState
 from store.errors import ConflictError
-from store.records import Checkpoint, CheckpointInfo, StateSpec, ThreadInfo
+from store.records import CheckpointInfo, MemoryCheckpoint, StateSpec, ThreadInfo
 from store.repository import MemoryRepository, backoff_delay
 
 AsyncStateFn = Callable[[MemoryState | None], MemoryState | Awaitable[MemoryState]]
@@ -52,10 +52,10 @@ class AsyncMemoryRepository:
         return await asyncio.to_thread(self._repo.put, agent_id, thread_id, state,
                                        parent=parent, metadata=metadata)
 
-    async def latest(self, agent_id: str, thread_id: str) -> Checkpoint | None:
+    async def latest(self, agent_id: str, thread_id: str) -> MemoryCheckpoint | None:
         return await asyncio.to_thread(self._repo.latest, agent_id, thread_id)
 
-    async def get(self, agent_id: str, thread_id: str, checkpoint_id: str) -> Checkpoint:
+    async def get(self, agent_id: str, thread_id: str, checkpoint_id: str) -> MemoryCheckpoint:
         return await asyncio.to_thread(self._repo.get, agent_id, thread_id, checkpoint_id)
 
     async def history(self, agent_id: str, thread_id: str, *, limit: int | None = None,
@@ -68,7 +68,7 @@ class AsyncMemoryRepository:
         return await asyncio.to_thread(self._repo.fork, agent_id, thread_id, checkpoint_id,
                                        new_thread_id, metadata=metadata)
 
-    async def latest_for_agent(self, agent_id: str) -> Checkpoint | None:
+    async def latest_for_agent(self, agent_id: str) -> MemoryCheckpoint | None:
         return await asyncio.to_thread(self._repo.latest_for_agent, agent_id)
 
     async def list_threads(self, agent_id: str) -> list[ThreadInfo]:

@@ -1,7 +1,7 @@
 """`RepositoryMemoryStore`: the SQL repository as the chat model's memory store.
 
 ``agentmem.DeltaMemChatModel`` keeps memory through a small load/save-by-key protocol
-(:class:`agentmem.memory_store.MemoryStore`) so that agentmem never imports this package. This
+(:class:`agentmem.chat.memory_store.MemoryStore`) so that agentmem never imports this package. This
 adapter implements it over :class:`store.MemoryRepository`: a key (agent_id, thread_id) is that
 thread of that agent, ``load`` returns the thread's head, ``latest_for_agent`` the most recently
 written head among the agent's threads (agent scope), ``save`` appends a checkpoint whose parent
@@ -19,18 +19,18 @@ from typing import Any
 
 from sqlalchemy import Engine
 
+from agentmem.chat.memory_store import MemoryKey, MemoryRecord
 from agentmem.errors import MemoryConflictError
-from agentmem.memory_store import MemoryKey, MemoryRecord
-from agentmem.state import MemoryState
+from agentmem.model.state import MemoryState
 from store.errors import ConflictError
-from store.records import Checkpoint
+from store.records import MemoryCheckpoint
 from store.repository import MemoryRepository
 
 __all__ = ["RepositoryMemoryStore"]
 
 
 class RepositoryMemoryStore:
-    """`agentmem.memory_store.MemoryStore` over a :class:`MemoryRepository` (thread-safe).
+    """`agentmem.chat.memory_store.MemoryStore` over a :class:`MemoryRepository` (thread-safe).
 
     Args:
         repository: the repository, or what it takes (an engine, a URL, a file path, or None for
@@ -77,5 +77,5 @@ class RepositoryMemoryStore:
         self._repo.delete_agent(agent_id)
 
 
-def _record(head: Checkpoint | None) -> MemoryRecord | None:
+def _record(head: MemoryCheckpoint | None) -> MemoryRecord | None:
     return None if head is None else MemoryRecord(head.state, dict(head.metadata), head.checkpoint_id)

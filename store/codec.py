@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from agentmem.errors import StateFormatError
-from agentmem.state import MemoryState
+from agentmem.model.state import MemoryState
 from store.errors import (
     CorruptCheckpointError,
     InvalidIdError,

@@ -63,7 +63,7 @@ class ThreadRow(Base):
 
 
 class CheckpointRow(Base):
-    """One immutable memory checkpoint (DESIGN §4)."""
+    """One immutable memory checkpoint (docs/design.md#state-checkpoints-and-scopes)."""
 
     __tablename__ = CHECKPOINTS
     __table_args__ = (UniqueConstraint("thread_pk", "seq", name="uq_memory_checkpoints_seq"),)

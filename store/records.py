@@ -6,7 +6,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-from agentmem.state import MemoryState
+from agentmem.model.state import MemoryState
 
 
 @dataclass(frozen=True)
@@ -56,7 +56,7 @@ class CheckpointInfo:
 
 
 @dataclass(frozen=True, kw_only=True)
-class Checkpoint(CheckpointInfo):
+class MemoryCheckpoint(CheckpointInfo):
     """A checkpoint with its verified state."""
 
     state: MemoryState

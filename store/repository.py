@@ -23,13 +23,13 @@ from sqlalchemy.engine import Connection
 from sqlalchemy.exc import IntegrityError
 
 from agentmem.errors import StateMismatchError
-from agentmem.state import MemoryState
+from agentmem.model.state import MemoryState
 from store import codec
 from store import queries as q
 from store.engine import WRITE_OPTION, is_sqlite, make_engine
 from store.errors import CheckpointNotFound, ConflictError
 from store.migrations import migrate
-from store.records import Checkpoint, CheckpointInfo, StateSpec, ThreadInfo
+from store.records import CheckpointInfo, MemoryCheckpoint, StateSpec, ThreadInfo
 
 C, T = q.C, q.T
 StateFn = Callable[[MemoryState | None], MemoryState]
@@ -184,14 +184,14 @@ class MemoryRepository:
 
     # -- reads -------------------------------------------------------------------------------
 
-    def latest(self, agent_id: str, thread_id: str) -> Checkpoint | None:
+    def latest(self, agent_id: str, thread_id: str) -> MemoryCheckpoint | None:
         """The thread's head, verified; None when the thread has no checkpoints."""
         agent_id, thread_id = self._ids(agent_id, thread_id)
         with self._read() as conn:
             row = conn.execute(q.HEAD_FULL, q.thread_params(agent_id, thread_id)).first()
         return None if row is None else self._verified(row)
 
-    def get(self, agent_id: str, thread_id: str, checkpoint_id: str) -> Checkpoint:
+    def get(self, agent_id: str, thread_id: str, checkpoint_id: str) -> MemoryCheckpoint:
         """One checkpoint of this agent's thread, verified.
 
         Raises:
@@ -234,7 +234,7 @@ class MemoryRepository:
                     raise CheckpointNotFound(f"no checkpoint {before} in this thread")
             return [q.info(r) for r in conn.execute(q.history(limit, seq), params)]
 
-    def latest_for_agent(self, agent_id: str) -> Checkpoint | None:
+    def latest_for_agent(self, agent_id: str) -> MemoryCheckpoint | None:
         """The most recently written head among all the agent's threads (agent scope)."""
         agent_id = codec.check_id("agent_id", agent_id)
         with self._read() as conn:
@@ -259,12 +259,12 @@ class MemoryRepository:
             self._spec.check(state)
         return codec.encode_state(state)
 
-    def _verified(self, row: Any) -> Checkpoint:
+    def _verified(self, row: Any) -> MemoryCheckpoint:
         info = q.info(row)
         state = codec.decode_state(q.encoded(row), f"checkpoint {info.checkpoint_id}")
         if self._spec is not None:
             self._spec.check(state)
-        return Checkpoint(**vars(info), state=state)
+        return MemoryCheckpoint(**vars(info), state=state)
 
     def _append(self, agent_id: str, thread_id: str, enc: codec.EncodedState, meta: str, *,
                 expected: str | None, lineage: str | None) -> CheckpointInfo:

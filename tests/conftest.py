@@ -45,7 +45,7 @@ def llama():
 @pytest.fixture(scope="session")
 def default_backbone():
     """The real default backbone (converted once into the cache, then ~1.5 s loads)."""
-    from agentmem.backbones import load_backbone
+    from agentmem.model.backbones import load_backbone
 
     return load_backbone()
 

@@ -10,6 +10,8 @@ memory, shown in the prompt, both or neither). ``meta`` is free-form; the keys b
 evaluators read are:
 
 - ``fact_turn`` (int): index into ``history`` of the message that states the answer's fact.
+- ``statement_turns`` ([int]): indices into ``history`` of every user turn that states a fact
+  or an update (the synthetic builder's; the write-gate training term reads it).
 - ``swap`` ({"turn": int, "value": str, "content": str}): ``history[turn]["content"]`` rewritten
   with ``value`` (another candidate) in place of the answer, for the swap test.
 """

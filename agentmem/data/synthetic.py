@@ -144,7 +144,7 @@ def _episode(split: str, cfg: SyntheticConfig, rng: random.Random, ep_id: str) -
     swap_value = rng.choice(fresh)
     fact_turn = _user_index(history, said[-1])
     meta = {"fact_turn": fact_turn, "attribute": asked.key, "kind": asked.kind, "split": split,
-            "session_starts": starts,
+            "session_starts": starts, "statement_turns": statement_turns(history),
             "swap": {"turn": fact_turn, "value": swap_value, "content": last.template.format(v=swap_value)}}
     if olds:
         meta["old_value"] = olds[-1]

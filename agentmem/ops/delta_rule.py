@@ -72,7 +72,7 @@ def _one_thread() -> Iterator[None]:
 
     The recurrences issue hundreds of kernels on tensors just above PyTorch's parallel grain
     size; with 2 threads every one of them waits at an OpenMP barrier, and on a loaded machine
-    the second thread is often descheduled: measured 740 ms vs 14 ms for T = 2048.
+    the second thread is often descheduled, and one recurrence then takes many times longer.
     """
     prev = torch.get_num_threads()
     torch.set_num_threads(1)

@@ -12,8 +12,8 @@ from typing import Any
 import torch
 from safetensors.torch import load_file, save_file
 
-from agentmem.adapters import read_adapter, save_adapter
-from agentmem.inject import DeltaMemModel
+from agentmem.model.adapters import read_adapter, save_adapter
+from agentmem.model.attach import DeltaMemModel
 
 STATE_FILE = "trainer_state.json"
 OPT_FILE = "optimizer.safetensors"

@@ -1,14 +1,13 @@
 """An optional training signal for what to write (`agentmem train --gate-weight W`).
 
 With message-level writes every message is written with its own gate β (per layer, state and key
-dimension; the delta rule's step size). The multi-fact candidate writes every message alike (β
-0.136 for the asked fact, 0.095 for other user turns, 0.09 for replies; its card), so the read
-returns the asked fact's value mixed with everything else written: replies and small talk push
-out and blur the facts. Episodes whose statements are known (the synthetic generator's: every
-user turn that is not a filler sentence, `agentmem.data.synthetic.statement_turns`) give a direct
-target for each written message's gates: ``gate_beta`` for a statement, 0 for anything else,
-as the mean squared difference over the message's gates, then over messages and rows. Other
-episodes (bAbI, LoCoMo) add nothing.
+dimension; the delta rule's step size). An adapter that gives every message about the same gate
+returns, on a read, the asked fact's value mixed with everything else written: replies and small
+talk push out and blur the facts. Episodes whose statements are known (``meta["statement_turns"]``,
+which the synthetic builder records: every user turn that is not a filler sentence) give a
+direct target for each written message's gates: ``gate_beta`` for a statement, 0 for anything
+else, as the mean squared difference over the message's gates, then over messages and rows.
+Other episodes (bAbI, LoCoMo) add nothing.
 """
 
 from __future__ import annotations
@@ -18,18 +17,17 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from agentmem.data.synthetic import statement_turns
 from agentmem.train.match import first_written
 
 
 def statement_messages(episode: Any, written: int) -> list[bool] | None:
     """Per written message (the last ``written`` of the history; a token budget drops the oldest),
-    whether it states a fact; None for an episode whose statements are not known (not made by the
-    synthetic generator)."""
-    meta = episode.meta
-    if meta.get("split") not in ("train", "test") or "fact_turn" not in meta:
+    whether it states a fact; None for an episode whose statements are not known (no
+    ``meta["statement_turns"]``, e.g. bAbI, LoCoMo, or a synthetic file built before agentmem 0.2:
+    rebuild it)."""
+    if "statement_turns" not in episode.meta:
         return None
-    statements = set(statement_turns(episode.history))
+    statements = set(episode.meta["statement_turns"])
     first = first_written(episode, written)
     return [first + m in statements for m in range(written)]
 

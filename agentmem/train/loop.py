@@ -16,60 +16,28 @@ import json
 import math
 import random
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
 import torch
 from tqdm import tqdm
 
-from agentmem.adapters import apply_adapter, read_adapter, save_adapter
-from agentmem.backbones import DEFAULT_BACKBONE, load_backbone
-from agentmem.config import DeltaMemConfig
-from agentmem.devices import resolve_device
-from agentmem.inject import DeltaMemModel, attach_delta_mem
-from agentmem.protocol import answer_loss, read_prompt, turns_of, write_histories_grad
-from agentmem.state import MemoryState
+from agentmem.model.adapters import apply_adapter, read_adapter, save_adapter
+from agentmem.model.attach import DeltaMemModel, attach_delta_mem
+from agentmem.model.backbones import load_backbone
+from agentmem.model.config import DeltaMemConfig
+from agentmem.model.devices import resolve_device
+from agentmem.model.history import turns_of, write_histories_grad
+from agentmem.model.prompts import read_prompt
+from agentmem.model.scoring import answer_loss
+from agentmem.model.state import MemoryState
 from agentmem.train.checkpoint import load_checkpoint, save_checkpoint
+from agentmem.train.config import TrainConfig
 from agentmem.train.gate import gate_loss, statement_messages
 from agentmem.train.match import fact_message, match_loss, reply_queries
 from agentmem.train.preserve import TeacherReply, preservation_loss, preservation_views, teacher_replies
 from agentmem.train.report import write_card, write_loss_plot
-
-
-@dataclass
-class TrainConfig:
-    """What `agentmem train` needs; every field is a CLI flag."""
-
-    data: list[str]
-    out: str
-    backbone: str = DEFAULT_BACKBONE
-    steps: int = 300
-    batch_size: int = 8  # episodes per optimizer step (gradient accumulation)
-    lr: float = 1e-3
-    warmup: float = 0.1
-    memory_only_steps: int = 0  # phase 1: memory-only views (RESEARCH.md: train the memory path)
-    context_views: float = 0.5  # afterwards: fraction of views that also show the history
-    budget_tokens: int = 2048  # written tokens per episode, oldest turns dropped first
-    sparsity: float = 0.01
-    seed: int = 0
-    save_every: int = 50
-    limit: int | None = None
-    stop_after: int | None = None  # end this sitting after so many steps (resume later)
-    max_minutes: float | None = None  # fit the run into a time budget (see `train`)
-    device: str = "auto"  # auto: CUDA when available, else the CPU
-    init_adapter: str | None = None  # start from this adapter's weights (its config wins)
-    probe_every: int = 10  # log the memory-gain probe every N steps (0: never); see memory_probe
-    bucket_turns: bool = False  # draw each batch from episodes of similar length (see turn_groups)
-    match_weight: float = 0.0  # weight of the query–key match term (agentmem.train.match); 0: off
-    gate_weight: float = 0.0  # weight of the write-gate term (agentmem.train.gate); 0: off
-    gate_beta: float = 0.5  # the write-gate term's target gate for statements (others: 0)
-    preserve_weight: float = 0.0  # weight of the preservation term (agentmem.train.preserve); 0: off
-    preserve_rows: int = 8  # ordinary-request views per step, each reading a batch row's memory
-    preserve_prompts: int = 200  # distinct train-split requests whose frozen replies are cached
-    preserve_windows: tuple[int, ...] = (0, 4)  # history messages shown before a request (as served)
-    adapter: dict[str, Any] = field(default_factory=lambda: {"write_mode": "message"})
-
 
 PROVISIONAL_STEPS = 100  # the schedule of --max-minutes' timed steps, before the plan exists
 GROUP_BATCHES = 8  # a length group holds this many batches' worth of episodes
@@ -197,7 +165,7 @@ def memory_probe(dm: DeltaMemModel, tok: Any, batch: list[Any], ctx: list[bool],
     Each memory-only row is read again from its batch neighbour's state (``neighbour_ce``): what
     a learned prior or a constant bias carried by the state gives. ``memory_gain`` = that CE −
     the row's own CE (``ce``, per row), in nats per answer token: near 0 while the memory only
-    carries a prior, positive once it carries the episode's contents (RESEARCH.md). Rows whose
+    carries a prior, positive once it carries the episode's contents. Rows whose
     neighbour is the same episode are skipped; {} when no row is left.
     """
     rows = [i for i, c in enumerate(ctx) if not c and batch[i - 1] is not batch[i]]

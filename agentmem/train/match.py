@@ -4,8 +4,8 @@ With message-level writes every message of the history is written under one key 
 and state); the question reads S q with its memory query q, a linear read: roughly
 Σ_m (k_m · q) v_m, each message's value in proportion to how well its key matches the query (the
 decay and the delta rule's overwrites scale the terms). The read returns the asked fact's value
-only if q matches that fact's key and is near orthogonal to the other messages' keys, and answer
-cross-entropy alone did not teach that on many-fact episodes (the multi-fact candidate's card).
+only if q matches that fact's key and is near orthogonal to the other messages' keys, which answer
+cross-entropy alone does not necessarily teach on many-fact episodes (docs/results.md).
 Episodes that record which message states the answer (``meta.fact_turn``, the synthetic
 generator's) give a direct target for the match of q̄ (the mean memory query over the positions
 that predict the answer, `reply_queries`) with each written key, per layer and state:
@@ -19,8 +19,8 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from agentmem.inject import DeltaMemModel
-from agentmem.protocol import reply_batch
+from agentmem.model.attach import DeltaMemModel
+from agentmem.model.scoring import reply_batch
 
 
 def fact_message(episode: Any, written: int) -> int | None:

@@ -28,10 +28,11 @@ import torch
 from torch import Tensor
 
 from agentmem.data.ordinary import prompts
-from agentmem.inject import DeltaMemModel
-from agentmem.protocol import reply_batch, window_start
-from agentmem.reply_harm import drop_cut_ends, greedy_replies, kl_per_token, reply_logprobs
-from agentmem.state import MemoryState
+from agentmem.model.attach import DeltaMemModel
+from agentmem.model.decoding import greedy_replies
+from agentmem.model.prompts import window_start
+from agentmem.model.scoring import drop_cut_ends, kl_per_token, reply_batch, reply_logprobs
+from agentmem.model.state import MemoryState
 
 Message = dict[str, str]
 

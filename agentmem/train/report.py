@@ -7,14 +7,15 @@ from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
+from agentmem.errors import require
+
 
 def _rows(log_path: Path) -> list[dict[str, Any]]:
     return [json.loads(r) for r in log_path.read_text().splitlines() if r]
 
 
 def write_loss_plot(log_path: Path, png: Path) -> None:
-    import matplotlib
-
+    matplotlib = require("matplotlib", "train")
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 

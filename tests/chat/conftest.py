@@ -57,7 +57,7 @@ def smol_dir() -> str:
 @pytest.fixture
 def make_model(tiny_dir):
     """DeltaMemChatModel factory on the tiny backbone (greedy, short answers, own store)."""
-    from agentmem.chat_model import DeltaMemChatModel
+    from agentmem.chat.chat_model import DeltaMemChatModel
 
     def make(**kwargs) -> DeltaMemChatModel:
         return DeltaMemChatModel(**{"backbone": tiny_dir, "max_tokens": 12, **kwargs})

@@ -6,6 +6,7 @@ import pytest
 import torch
 from langchain_core.messages import ChatMessage, FunctionMessage, HumanMessage
 
+from agentmem.chat.memory_store import MemoryKey
 from agentmem.errors import (
     AgentMemError,
     EmptyConversationError,
@@ -15,7 +16,6 @@ from agentmem.errors import (
     UnknownRoleError,
     UnsupportedContentError,
 )
-from agentmem.memory_store import MemoryKey
 from tests.chat.conftest import cfg
 from tests.chat.tiny import tiny_backbone_dir
 
@@ -105,7 +105,7 @@ def test_per_call_model_override_is_refused(make_model):
 def test_invalid_fields_are_refused():
     from pydantic import ValidationError
 
-    from agentmem.chat_model import DeltaMemChatModel
+    from agentmem.chat.chat_model import DeltaMemChatModel
 
     for bad in ({"window": -1}, {"max_tokens": 0}, {"top_p": 0.0}, {"memory_scope": "global"},
                 {"temperature": -1.0}):

@@ -5,10 +5,10 @@ from __future__ import annotations
 import pytest
 import torch
 
-from agentmem.conversation import ThreadLog, fingerprint, plan_turn
+from agentmem.chat.memory_store import InProcessMemoryStore, MemoryKey
+from agentmem.chat.turn_plan import ThreadLog, fingerprint, plan_turn
 from agentmem.errors import EmptyConversationError, MemoryConflictError
-from agentmem.generation import SamplingParams, TextStream, pick_tokens
-from agentmem.memory_store import InMemoryStore, MemoryKey
+from agentmem.model.decoding import SamplingParams, TextStream, pick_tokens
 from tests.chat.conftest import cfg
 from tests.chat.tiny import byte_tokenizer
 
@@ -129,7 +129,7 @@ def test_fingerprint_ignores_whitespace_and_call_ids_but_not_content():
 def test_in_memory_store_compare_and_set(make_model):
     model = make_model()
     model.invoke("Hi", config=cfg("t"))
-    store, key = InMemoryStore(), MemoryKey("a", "t")
+    store, key = InProcessMemoryStore(), MemoryKey("a", "t")
     state = model.memory_state(cfg("t"))
     first = store.save(key, state, {"n": 1}, parent=None)
     with pytest.raises(MemoryConflictError):
@@ -143,7 +143,7 @@ def test_in_memory_store_compare_and_set(make_model):
 
 
 def test_waves_put_repeated_keys_in_later_waves():
-    from agentmem.turns import Scope, waves
+    from agentmem.chat.turn_engine import Scope, waves
 
     a, b = MemoryKey("x", "a"), MemoryKey("x", "b")
     scopes = [Scope(a), Scope(b), Scope(a), Scope(None), Scope(a), Scope(None)]
@@ -160,7 +160,7 @@ def test_chat_model_is_exported_lazily():
 
 
 def test_the_read_pass_reads_the_memory(make_model):
-    from agentmem.state import MemoryState
+    from agentmem.model.state import MemoryState
 
     backend = make_model()._backend()
     prompt = backend.render_prompt([{"role": "user", "content": "Tell me about Paris"}])

@@ -8,10 +8,10 @@ import torch
 from langchain_core.messages import AIMessage, HumanMessage, SystemMessage
 from transformers import AutoModelForCausalLM, AutoTokenizer
 
-from agentmem.backend import ChatBackend
-from agentmem.chat_template import encode_chat
-from agentmem.engine import write_chat
-from agentmem.memory_store import InMemoryStore
+from agentmem.chat.memory_store import InProcessMemoryStore
+from agentmem.chat.shared_backbone import ChatBackend
+from agentmem.model.chat_template import encode_chat
+from agentmem.model.passes import write_chat
 from tests.chat.conftest import cfg
 
 HISTORY = [SystemMessage("Be brief."), HumanMessage("My name is Ada."), AIMessage("Hi Ada."),
@@ -47,8 +47,8 @@ def test_zero_state_full_window_equals_transformers_generate(backbone, request, 
 
 @pytest.mark.slow
 def test_default_backbone_equals_transformers_generate(default_backbone):
-    from agentmem.backbones import resolve_backbone
-    from agentmem.chat_model import DeltaMemChatModel
+    from agentmem.chat.chat_model import DeltaMemChatModel
+    from agentmem.model.backbones import resolve_backbone
 
     model = DeltaMemChatModel(max_tokens=20, device="cpu")
     messages = [HumanMessage("What is the capital of France?")]
@@ -209,7 +209,7 @@ def test_batch_equals_sequential_calls(make_model):
         results[0].response_metadata["memory"]["checkpoint_id"]
 
 
-class RacingStore(InMemoryStore):
+class RacingStore(InProcessMemoryStore):
     """Another writer saves between our load and our first save."""
 
     def __init__(self) -> None:

@@ -6,8 +6,8 @@ from __future__ import annotations
 import torch
 from langchain_core.messages import HumanMessage
 
+from agentmem.chat.memory_store import MemoryKey, MemoryRecord, MemoryStore
 from agentmem.errors import MemoryConflictError
-from agentmem.memory_store import MemoryKey, MemoryRecord, MemoryStore
 from tests.chat.conftest import cfg
 
 

@@ -19,7 +19,7 @@ from langchain_core.language_models import BaseChatModel
 from langchain_tests.integration_tests import ChatModelIntegrationTests
 from langchain_tests.unit_tests import ChatModelUnitTests
 
-from agentmem.chat_model import DeltaMemChatModel
+from agentmem.chat.chat_model import DeltaMemChatModel
 from agentmem.errors import ToolCallingNotSupportedError
 from tests.chat.tiny import tiny_backbone_dir
 

@@ -7,9 +7,9 @@ import pytest
 from langchain_core.messages import HumanMessage, ToolMessage
 from langchain_core.tools import tool
 
-from agentmem.backend import ChatBackend
+from agentmem.chat.shared_backbone import ChatBackend
+from agentmem.chat.tools import forced_prefix, parse_tool_calls, render_tool_call, template_supports_tools
 from agentmem.errors import ToolCallingNotSupportedError
-from agentmem.tools import forced_prefix, parse_tool_calls, render_tool_call, template_supports_tools
 from tests.chat.conftest import cfg
 from tests.chat.tiny import byte_tokenizer
 
@@ -142,7 +142,7 @@ def test_invoke_returns_tool_calls_and_a_returned_call_is_not_rewritten(make_mod
     final = model.invoke([question, ai, result], config=cfg("t"))
     assert final.content == "It is sunny." and not final.tool_calls
     backend = make_model()._backend()
-    from agentmem.chat_template import encode_chat
+    from agentmem.model.chat_template import encode_chat
 
     turn = [{"role": "tool", "content": "sunny"}, {"role": "assistant", "content": "It is sunny."}]
     prefix = [{"role": "user", "content": "Weather in Paris?"}, {"role": "assistant", "content": CALL}]

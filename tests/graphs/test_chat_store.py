@@ -11,9 +11,9 @@ import torch
 from langchain_core.messages import AIMessage, HumanMessage
 
 from agentmem import DeltaMemConfig, MemoryState
-from agentmem.chat_model import DeltaMemChatModel
+from agentmem.chat.chat_model import DeltaMemChatModel
+from agentmem.chat.memory_store import InProcessMemoryStore, MemoryKey, MemoryStore
 from agentmem.errors import MemoryConflictError
-from agentmem.memory_store import InMemoryStore, MemoryKey, MemoryStore
 from store import MemoryRepository, make_engine
 from store.chat_store import RepositoryMemoryStore
 from tests.graphs.conftest import same_state
@@ -82,7 +82,7 @@ def test_agent_wide_operations(repo):
 def test_the_chat_model_remembers_the_same_in_sql_as_in_process(repo, tiny_backbone):
     torch.manual_seed(0)
     models = [DeltaMemChatModel(backbone=tiny_backbone, max_tokens=6, device="cpu", store=s)
-              for s in (InMemoryStore(), RepositoryMemoryStore(repo))]
+              for s in (InProcessMemoryStore(), RepositoryMemoryStore(repo))]
     config = {"configurable": {"thread_id": "t", "agent_id": "a"}}
     for model in models:
         history = []

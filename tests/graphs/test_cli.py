@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from agentmem.backbones import DEFAULT_BACKBONE
+from agentmem.model.backbones import DEFAULT_BACKBONE
 from graphs.cli import add_subcommands
 from graphs.repl import HELP, ChatSession
 from store import MemoryRepository

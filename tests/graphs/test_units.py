@@ -5,10 +5,11 @@ from __future__ import annotations
 import pytest
 from langchain_core.messages import AIMessage, HumanMessage, SystemMessage
 
-from agentmem.chat_model import DeltaMemChatModel
-from agentmem.conversation import WrittenLog
+from agentmem import fork_metadata
+from agentmem.chat.chat_model import DeltaMemChatModel
+from agentmem.chat.turn_plan import WrittenLog
 from graphs import MemoryContext, Specialist, route_by_mention
-from graphs.branches import branch_name, carry_log, is_branch_of
+from graphs.branches import branch_name, is_branch_of
 from graphs.checkpointers import _libpq, sqlite_path
 from graphs.nodes import _turn_problem
 from graphs.state import merge_memory, ref_base
@@ -80,11 +81,11 @@ def test_branch_names_are_recognised_only_for_their_thread():
     assert not is_branch_of("t12", "t1") and branch_name("t1") != name
 
 
-def test_carry_log_moves_the_source_threads_log_only():
+def test_fork_metadata_moves_the_source_threads_log_only():
     log = WrittenLog()
     log.record("src", ["f1", "f2"], 0, ["f3"])
     log.record("other", ["g1"], 0, [])
-    carried = WrittenLog.from_metadata(carry_log(log.to_metadata(), "src", "dst"))
+    carried = WrittenLog.from_metadata(fork_metadata(log.to_metadata(), "src", "dst"))
     assert list(carried.threads) == ["dst"]
     assert carried.thread("dst").count == 3 and carried.thread("dst").tail == ["f1", "f2", "f3"]
 

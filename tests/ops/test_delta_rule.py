@@ -106,7 +106,8 @@ def test_split_sequence_equals_one_pass():
 
 
 def design_formula_float64(q, k, v, beta, S0):
-    """DESIGN §1 written out with explicit matrices, in float64, independently of the ops."""
+    """The delta rule of docs/design.md#the-mechanism with explicit matrices, in float64,
+    independently of the ops."""
     q, k, v, beta, S = (t.double() for t in (q, k, v, beta, S0))
     B, T, N, r = q.shape
     reads = torch.zeros(B, T, N, r, dtype=torch.float64)

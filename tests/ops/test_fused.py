@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from agentmem import DeltaMemConfig
-from agentmem.layer import DeltaMemLayer
+from agentmem.model.layer import DeltaMemLayer
 from agentmem.ops import delta_rule_step, fused
 
 pytestmark = pytest.mark.skipif(not fused.available(), reason="numba kernel disabled")
@@ -38,7 +38,7 @@ def test_layer_uses_kernel_only_without_autograd(monkeypatch):
     calls = []
     real = fused.decode_step
     monkeypatch.setattr(fused, "decode_step", lambda *a: calls.append(1) or real(*a))
-    from agentmem.runtime import MemoryCache
+    from agentmem.model.pass_context import MemoryCache
     layer = DeltaMemLayer(DeltaMemConfig(), 48, {"q": 48, "o": 48})
     cache = MemoryCache({0: torch.zeros(1, 1, 8, 8)}, torch.zeros(1, dtype=torch.long), "token")
     x = torch.randn(1, 1, 48)

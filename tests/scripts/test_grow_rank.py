@@ -9,8 +9,8 @@ import pytest
 import torch
 
 from agentmem import DeltaMemConfig
-from agentmem.adapters import load_adapter, read_adapter, save_adapter
-from agentmem.inject import attach_delta_mem
+from agentmem.model.adapters import load_adapter, read_adapter, save_adapter
+from agentmem.model.attach import attach_delta_mem
 from tests.conftest import tiny_model
 
 _PATH = Path(__file__).resolve().parents[2] / "scripts" / "grow_rank.py"

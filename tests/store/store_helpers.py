@@ -11,8 +11,8 @@ from sqlalchemy import Engine, select
 from agentmem import DeltaMemConfig, MemoryState
 from store.models import CheckpointRow, ThreadRow
 
-FP = "f" * 64  # an adapter fingerprint as agentmem.inject makes them (sha256 hex)
-BB = "llama-0123456789abcdef"  # a backbone id as agentmem.backbones makes them
+FP = "f" * 64  # an adapter fingerprint as agentmem.model.attach makes them (sha256 hex)
+BB = "llama-0123456789abcdef"  # a backbone id as agentmem.model.backbones makes them
 
 
 @dataclass(frozen=True)

@@ -9,13 +9,13 @@ from dataclasses import replace
 import pytest
 import torch
 
-from agentmem.backbones import load_backbone
 from agentmem.cli import main
-from agentmem.config import DeltaMemConfig
 from agentmem.data.episodes import write_jsonl
 from agentmem.data.synthetic import generate
-from agentmem.inject import attach_delta_mem
-from agentmem.protocol import write_histories_grad
+from agentmem.model.attach import attach_delta_mem
+from agentmem.model.backbones import load_backbone
+from agentmem.model.config import DeltaMemConfig
+from agentmem.model.history import write_histories_grad
 from agentmem.train import TrainConfig, train
 from agentmem.train.gate import gate_loss, statement_messages
 

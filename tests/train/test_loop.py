@@ -11,12 +11,14 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
-from agentmem.backbones import load_backbone
 from agentmem.cli import main
-from agentmem.config import DeltaMemConfig
 from agentmem.data.episodes import Episode, write_jsonl
-from agentmem.inject import attach_delta_mem
-from agentmem.protocol import answer_loss, read_prompt, write_histories_grad
+from agentmem.model.attach import attach_delta_mem
+from agentmem.model.backbones import load_backbone
+from agentmem.model.config import DeltaMemConfig
+from agentmem.model.history import write_histories_grad
+from agentmem.model.prompts import read_prompt
+from agentmem.model.scoring import answer_loss
 from agentmem.train import TrainConfig, train
 from agentmem.train.loop import GROUP_BATCHES, draw_batch, lr_at, train_step, turn_groups
 
@@ -132,7 +134,7 @@ def test_max_minutes_fits_the_schedule_and_resume_keeps_the_plan(chat_backbone, 
 
 
 def test_resolve_device():
-    from agentmem.devices import resolve_device
+    from agentmem.model.devices import resolve_device
 
     assert resolve_device("cpu").type == "cpu"
     assert resolve_device("auto").type == ("cuda" if torch.cuda.is_available() else "cpu")

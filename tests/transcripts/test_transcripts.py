@@ -9,8 +9,8 @@ from pathlib import Path
 import pytest
 import torch
 
-from agentmem.adapters import shipped_adapter
-from agentmem.backbones import DEFAULT_BACKBONE
+from agentmem.model.adapters import shipped_adapter
+from agentmem.model.backbones import DEFAULT_BACKBONE
 from tests.transcripts.harness import PG_ENV, Harness, Target, context_factory
 from tests.transcripts.player import Player, Transcript
 

@@ -1,0 +1,204 @@
+"""One conversation turn over a stored memory: load → read pass → write pass → save
+(docs/design.md#the-conversation-protocol).
+
+`TurnEngine.prepare` loads the key's record and builds the read-pass prompt; the caller decodes
+(see ``generation``); `TurnEngine.commit` writes the new messages and the answer in one batched
+write pass and saves each row. Nothing is saved until a row's whole write pass has run, so an error
+never leaves a half-written state. When the store reports that another writer saved first, the
+row's write pass is redone on top of the newer head.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from agentmem.chat.memory_store import MemoryKey, MemoryRecord, MemoryStore
+from agentmem.chat.shared_backbone import ChatBackend
+from agentmem.chat.turn_plan import (
+    TurnPlan,
+    WrittenLog,
+    fingerprint,
+    plan_turn,
+    template_message,
+    written_message,
+)
+from agentmem.errors import MemoryConflictError
+from agentmem.model.chat_template import EncodedChat
+from agentmem.model.state import MemoryState
+
+SAVE_ATTEMPTS = 4
+
+
+@dataclass(frozen=True)
+class Scope:
+    """Memory of a call: ``key`` (None = no memory: nothing loaded or saved) and whose log."""
+
+    key: MemoryKey | None
+    thread: str = "default"
+    kind: str = "thread"  # "thread" or "agent" (docs/design.md#state-checkpoints-and-scopes)
+
+
+@dataclass(frozen=True)
+class Answer:
+    """A generated answer: ``raw`` text (what is written) and the message the caller gets back."""
+
+    raw: str
+    message: dict[str, Any]
+
+
+@dataclass(frozen=True)
+class TurnCheckpoint:
+    """Where a key's memory stands after a call (reported in ``response_metadata``)."""
+
+    scope: Scope
+    checkpoint_id: str | None
+    parent_checkpoint_id: str | None
+    tokens_written: int
+    inherited_from: str | None = None  # agent scope: the checkpoint a new thread started from
+
+    def as_dict(self) -> dict[str, Any]:
+        key = self.scope.key
+        return {"scope": self.scope.kind, "agent_id": key.agent_id if key else None,
+                "thread_id": self.scope.thread, "checkpoint_id": self.checkpoint_id,
+                "parent_checkpoint_id": self.parent_checkpoint_id,
+                "inherited_from": self.inherited_from, "tokens_written": self.tokens_written}
+
+
+@dataclass(frozen=True)
+class Head:
+    """What a turn builds on: the key's own record (the save's parent) and the record its state
+    and message log start from (the same one, or the agent's latest for a new agent-scope thread)."""
+
+    record: MemoryRecord | None = None
+    source: MemoryRecord | None = None
+
+
+@dataclass
+class Turn:
+    """A prepared call: its memory record, plan and read-pass prompt."""
+
+    scope: Scope
+    messages: list[dict[str, Any]]
+    head: Head
+    state: MemoryState
+    plan: TurnPlan
+    prompt: list[int]
+
+
+@dataclass(frozen=True)
+class _Job:
+    chat: EncodedChat | None  # None: nothing to write
+    metadata: dict[str, Any]
+
+
+class TurnEngine:
+    """Runs turns of one backend against one store.
+
+    Args:
+        backend: the loaded backbone with δ-mem.
+        store: where memory records live.
+        window: non-system messages shown before the current turn (None: all).
+        max_new_tokens: reserved in every length check.
+    """
+
+    def __init__(self, backend: ChatBackend, store: MemoryStore, window: int | None,
+                 max_new_tokens: int) -> None:
+        self.backend, self.store = backend, store
+        self.window, self.max_new_tokens = window, max_new_tokens
+
+    def prepare(self, messages: list[dict[str, Any]], scope: Scope, *, tools: list[dict] | None = None,
+                prefill: str = "", read: bool = True) -> Turn:
+        """Load the key's memory and build the read pass; raises before anything is written."""
+        head = load_head(self.store, scope)
+        state = head.source.state if head.source else self.backend.new_state()
+        self.backend.dm.check_state(state)
+        log = WrittenLog.from_metadata(head.source.metadata if head.source else None)
+        plan = plan_turn(messages, log.thread(scope.thread), self.window)
+        prompt: list[int] = []
+        if read:
+            prompt = self.backend.render_prompt([template_message(m) for m in plan.visible],
+                                                tools, prefill)
+            self.backend.check_length(len(prompt) + self.max_new_tokens,
+                                      "the read pass (visible messages + answer)")
+        turn = Turn(scope, messages, head, state, plan, prompt)
+        if scope.key:  # the write pass must fit too: check it before generating
+            job = self._job(turn, None, head)
+            if job.chat is not None:
+                self.backend.check_length(len(job.chat.input_ids) + self.max_new_tokens * read,
+                                          "the write pass (new messages + answer)")
+        return turn
+
+    def commit(self, turns: list[Turn], answers: list[Answer | None]) -> list[TurnCheckpoint | None]:
+        """Write each keyed turn's new messages and answer (one batched pass), then save."""
+        jobs = [self._job(t, a, t.head) if t.scope.key else None
+                for t, a in zip(turns, answers, strict=True)]
+        rows = [i for i, j in enumerate(jobs) if j is not None and j.chat is not None]
+        written = self.backend.write([jobs[i].chat for i in rows], [turns[i].state for i in rows]) \
+            if rows else []
+        states = {i: s for i, s in zip(rows, written, strict=True)}
+        out: list[TurnCheckpoint | None] = []
+        for i, (turn, answer, job) in enumerate(zip(turns, answers, jobs, strict=True)):
+            if job is None:
+                out.append(None)
+                continue
+            out.append(self._save(turn, answer, job, states.get(i, turn.state), turn.head))
+        return out
+
+    def _save(self, turn: Turn, answer: Answer | None, job: _Job, state: MemoryState,
+              head: Head) -> TurnCheckpoint:
+        assert turn.scope.key is not None
+        for attempt in range(SAVE_ATTEMPTS):
+            parent = head.record.checkpoint_id if head.record else None
+            try:
+                cid = self.store.save(turn.scope.key, state, job.metadata, parent=parent)
+                inherited = head.source.checkpoint_id if head.source is not head.record else None
+                return TurnCheckpoint(turn.scope, cid, parent, int(state.tokens_written[0]), inherited)
+            except MemoryConflictError:
+                if attempt == SAVE_ATTEMPTS - 1:
+                    raise
+            head = load_head(self.store, turn.scope)  # another writer won: redo the write on its head
+            base = head.source.state if head.source else self.backend.new_state()
+            job = self._job(turn, answer, head)
+            state = self.backend.write([job.chat], [base])[0] if job.chat else base
+        raise AssertionError("unreachable")
+
+    def _job(self, turn: Turn, answer: Answer | None, head: Head) -> _Job:
+        """What a turn writes on top of ``head``, and the updated message log."""
+        log = WrittenLog.from_metadata(head.source.metadata if head.source else None)
+        plan = turn.plan if head is turn.head else \
+            plan_turn(turn.messages, log.thread(turn.scope.thread), self.window)
+        msgs = [written_message(m) for m in plan.new if m["content"].strip() or m.get("tool_calls")]
+        if answer is not None and answer.raw.strip():
+            msgs.append({"role": "assistant", "content": answer.raw})
+        chat = None
+        if msgs:
+            chat = self.backend.render_write(msgs, [written_message(m) for m in plan.prefix])
+            self.backend.check_length(len(chat.input_ids), "the write pass (new messages + answer)")
+        extra = [fingerprint(answer.message)] if answer is not None else []
+        log.record(turn.scope.thread, plan.fingerprints, plan.start, extra)
+        return _Job(chat, log.to_metadata())
+
+
+def load_head(store: MemoryStore, scope: Scope) -> Head:
+    """The key's record and where its memory starts (see `Head`)."""
+    if scope.key is None:
+        return Head()
+    record = store.load(scope.key)
+    if record is None and scope.kind == "agent":
+        return Head(None, store.latest_for_agent(scope.key.agent_id))
+    return Head(record, record)
+
+
+def waves(scopes: list[Scope]) -> list[list[int]]:
+    """Rows grouped so that no wave holds one memory key twice (later rows in later waves)."""
+    groups: list[tuple[list[int], set[MemoryKey]]] = []
+    for i, s in enumerate(scopes):
+        group = next((g for g in groups if s.key is None or s.key not in g[1]), None)
+        if group is None:
+            group = ([], set())
+            groups.append(group)
+        group[0].append(i)
+        if s.key is not None:
+            group[1].add(s.key)
+    return [rows for rows, _ in groups]

@@ -1,0 +1,129 @@
+"""`DeltaMemConfig`: the frozen, validated description of a δ-mem adapter."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from dataclasses import dataclass
+from typing import Any
+
+from agentmem.options import at_least, option
+
+WRITE_MODES = ("token", "message")  # TSW, SSW (docs/design.md#the-mechanism)
+BRANCHES = ("q", "k", "v", "o")
+INITS = ("base_slice", "zero")
+
+
+@dataclass(frozen=True)
+class DeltaMemConfig:
+    """Hyper-parameters of a δ-mem adapter.
+
+    Attributes:
+        rank: r, the side of each r×r state matrix.
+        num_states: N independent states per layer (1 = TSW/SSW, 4 = the paper's MSW).
+        write_mode: "token" writes every token (TSW); "message" writes the mean of each
+            message's content tokens once (SSW).
+        branches: which projections receive a correction s·U·m; q and o by default.
+        target_layers: decoder-layer indices that get a memory; None means all of them.
+        alpha: correction scale numerator; s = alpha / rank.
+        beta_bias: initial b_β; sigmoid(-1.5) ≈ 0.18 write strength.
+        init: "base_slice" (U columns copy the frozen projections, times init_gain) or "zero".
+        init_gain: gain of the base_slice initialisation.
+    """
+
+    rank: int = option(8, help="side r of each r×r state matrix", parse=at_least(1))
+    num_states: int = option(1, help="independent states per layer (4: the paper's MSW)",
+                             parse=at_least(1))
+    write_mode: str = option("token", help="token: write every token (TSW); message: write each "
+                             "message's mean once (SSW)", choices=WRITE_MODES)
+    branches: tuple[str, ...] = ("q", "o")
+    target_layers: tuple[int, ...] | None = None
+    alpha: float = 16.0
+    beta_bias: float = option(-1.5, help="initial write-gate bias b_β (sigmoid(-1.5) ≈ 0.18)")
+    init: str = "base_slice"
+    init_gain: float = 0.05  # small enough that a fresh memory barely moves the backbone
+
+    def __post_init__(self) -> None:
+        # Accept lists from JSON/users but store tuples so the dataclass stays hashable.
+        object.__setattr__(self, "branches", tuple(self.branches))
+        if self.target_layers is not None:
+            object.__setattr__(self, "target_layers", tuple(self.target_layers))
+        self._validate()
+
+    def _validate(self) -> None:
+        _check_int("rank", self.rank, low=1)
+        _check_int("num_states", self.num_states, low=1)
+        if self.write_mode not in WRITE_MODES:
+            raise ValueError(f"write_mode={self.write_mode!r}; expected one of {WRITE_MODES}")
+        if not self.branches:
+            raise ValueError("branches=(); at least one corrected branch is required")
+        bad = [b for b in self.branches if b not in BRANCHES]
+        if bad or len(set(self.branches)) != len(self.branches):
+            raise ValueError(f"branches={self.branches!r}; expected distinct items of {BRANCHES}")
+        if self.target_layers is not None:
+            if not self.target_layers:
+                raise ValueError("target_layers=(); use None for all layers")
+            for i in self.target_layers:
+                _check_int("target_layers item", i, low=0)
+            if len(set(self.target_layers)) != len(self.target_layers):
+                raise ValueError(f"target_layers={self.target_layers!r} has duplicates")
+        for name in ("alpha", "beta_bias", "init_gain"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, (int, float)) or value != value:
+                raise ValueError(f"{name}={value!r}; expected a finite number")
+            if abs(value) == float("inf"):
+                raise ValueError(f"{name}={value!r}; expected a finite number")
+        if self.alpha <= 0:
+            raise ValueError(f"alpha={self.alpha!r}; expected > 0")
+        if self.init not in INITS:
+            raise ValueError(f"init={self.init!r}; expected one of {INITS}")
+
+    @property
+    def scale(self) -> float:
+        """s = alpha / rank, the factor of every correction."""
+        return self.alpha / self.rank
+
+    @property
+    def read_dim(self) -> int:
+        """Width of one token's read-out m: N states × r."""
+        return self.num_states * self.rank
+
+    def layer_indices(self, num_layers: int) -> tuple[int, ...]:
+        """The target layers resolved against a backbone with ``num_layers`` layers."""
+        if self.target_layers is None:
+            return tuple(range(num_layers))
+        bad = [i for i in self.target_layers if i >= num_layers]
+        if bad:
+            raise ValueError(f"target_layers {bad} out of range for {num_layers} layers")
+        return tuple(sorted(self.target_layers))
+
+    def to_dict(self) -> dict[str, Any]:
+        data = dataclasses.asdict(self)
+        data["branches"] = list(self.branches)
+        if self.target_layers is not None:
+            data["target_layers"] = list(self.target_layers)
+        return data
+
+    def to_json(self) -> str:
+        """Sorted, compact JSON; equal configs give identical strings."""
+        return json.dumps(self.to_dict(), sort_keys=True, separators=(",", ":"))
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> DeltaMemConfig:
+        known = {f.name for f in dataclasses.fields(cls)}
+        unknown = sorted(set(data) - known)
+        if unknown:
+            raise ValueError(f"unknown DeltaMemConfig keys: {unknown}")
+        return cls(**data)
+
+    @classmethod
+    def from_json(cls, text: str) -> DeltaMemConfig:
+        data = json.loads(text)
+        if not isinstance(data, dict):
+            raise ValueError("DeltaMemConfig JSON must be an object")
+        return cls.from_dict(data)
+
+
+def _check_int(name: str, value: Any, *, low: int) -> None:
+    if isinstance(value, bool) or not isinstance(value, int) or value < low:
+        raise ValueError(f"{name}={value!r}; expected an integer >= {low}")

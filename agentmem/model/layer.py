@@ -1,0 +1,159 @@
+"""`DeltaMemLayer`: one decoder layer's δ-mem parameters, and the projection wrappers.
+
+The layer owns no state: the active `MemoryCache` (see ``runtime``) carries S per layer index.
+The wrapped q_proj sees x_t (the attention input) first in every attention call; it computes the
+memory read for the pass (and the write, when writes are on) and stashes the read-out m for the
+other corrected projections of the same call.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from agentmem.model.config import DeltaMemConfig
+from agentmem.ops import delta_rule, delta_rule_read, fused
+
+if TYPE_CHECKING:
+    from agentmem.model.pass_context import MemoryCache, PassContext
+
+
+class DeltaMemLayer(nn.Module):
+    """δ-mem parameters of one layer (all named ``delta_mem_*``).
+
+    Args:
+        config: adapter config.
+        hidden_size: d, width of x_t.
+        out_dims: output width of each corrected projection, e.g. {"q": 576, "o": 576}.
+    """
+
+    def __init__(self, config: DeltaMemConfig, hidden_size: int, out_dims: dict[str, int]) -> None:
+        super().__init__()
+        N, r = config.num_states, config.rank
+        self.num_states, self.rank, self.scale = N, r, config.scale
+        # Rows: [W_q; W_k; W_v; W_β], each N·r × d (the N states own consecutive r-row slices).
+        self.delta_mem_w_in = nn.Parameter(torch.empty(4 * N * r, hidden_size))
+        self.delta_mem_b_beta = nn.Parameter(torch.full((N * r,), float(config.beta_bias)))
+        self.delta_mem_u = nn.ParameterDict(
+            {b: nn.Parameter(torch.zeros(out_dims[b], N * r)) for b in config.branches}
+        )
+        bound = hidden_size**-0.5  # nn.Linear's default init for W_q, W_k, W_v
+        with torch.no_grad():
+            self.delta_mem_w_in.uniform_(-bound, bound)
+            self.delta_mem_w_in[3 * N * r :].zero_()  # W_β = 0: β starts at sigmoid(b_β)
+
+    def init_from_base(self, base_weights: dict[str, Tensor], gain: float) -> None:
+        """U columns = gain × column-normalised first N·r columns of the frozen projections."""
+        with torch.no_grad():
+            for branch, u in self.delta_mem_u.items():
+                cols = base_weights[branch][:, : u.shape[1]].float()  # [out, N·r]
+                u.copy_(gain * cols / cols.norm(dim=0, keepdim=True).clamp_min(1e-12))
+
+    def features(self, x: Tensor) -> tuple[Tensor, Tensor, Tensor, Tensor]:
+        """q, k, v, β of docs/design.md#the-mechanism, each [B, T, N, r] fp32, from x [B, T, d]."""
+        B, T, _ = x.shape
+        z = F.linear(x.float(), self.delta_mem_w_in).view(B, T, 4, self.num_states, self.rank)
+        # tanh then l2norm for q and k together
+        qk = F.normalize(torch.tanh(z[:, :, :2]), dim=-1)
+        beta = torch.sigmoid(z[:, :, 3] + self.delta_mem_b_beta.view(self.num_states, self.rank))
+        return qk[:, :, 0], qk[:, :, 1], z[:, :, 2], beta
+
+    def step(self, x: Tensor, cache: MemoryCache, layer_idx: int) -> Tensor:
+        """Read (and write, when the cache says so) for one pass; returns m [B, T, N·r]."""
+        B, T, _ = x.shape
+        S0 = cache.state_for(layer_idx, B)
+        if cache.record is not None:  # training replays the writes from these inputs
+            cache.record[layer_idx] = x.detach()
+        q, k, v, beta = self.features(x)
+        if cache.write == "token":
+            mask = cache.token_write_mask(layer_idx, B, T)  # None: every token writes
+            if mask is not None:
+                beta = beta * mask[..., None, None]
+            reads, S = delta_rule(q, k, v, beta, S0)
+        else:
+            reads, S = delta_rule_read(q, S0)
+            if cache.write == "message":
+                S, _, _ = self.write_only(x, S0, pool=cache.pool_spans_weights(x))
+        cache.commit(layer_idx, S, T)
+        return reads.reshape(B, T, -1)
+
+    def can_fuse(self, x: Tensor, cache: MemoryCache, layer_idx: int) -> bool:
+        """The compiled decode kernel applies: one token, CPU fp32, no autograd, token writes or
+        none, no padding mask for this position."""
+        S0 = cache.states[layer_idx]
+        return (x.shape[1] == 1 and cache.write != "message" and not torch.is_grad_enabled()
+                and fused.available() and x.dtype == torch.float32 and x.device.type == "cpu"
+                and S0.is_contiguous() and not S0.requires_grad
+                and cache.token_write_mask(layer_idx, x.shape[0], 1) is None)
+
+    def decode(self, x: Tensor, cache: MemoryCache, layer_idx: int, q_out: Tensor | None) -> Tensor:
+        """`step` for one token in one compiled call; adds the q correction to ``q_out`` in place."""
+        S0 = cache.state_for(layer_idx, x.shape[0])
+        u_q = self.delta_mem_u["q"] if q_out is not None else None
+        reads, S = fused.decode_step(x, self.delta_mem_w_in, self.delta_mem_b_beta, S0,
+                                     cache.write == "token", u_q, self.scale, q_out)
+        cache.commit(layer_idx, S, 1)
+        return reads
+
+    def write_only(self, x: Tensor, S0: Tensor, *, mask: Tensor | None = None,
+                   pool: tuple[Tensor, Tensor] | None = None) -> tuple[Tensor, Tensor, Tensor]:
+        """The state after writing x [B, T, d] into S0, without reads; also returns β and the
+        keys k ([B, T or M, N, r] each: per token, or per message with ``pool``).
+
+        Args:
+            mask: [B, T], 0 where a token must not write (TSW).
+            pool: (weights [B, M, T], valid [B, M]) for SSW: one write per message, from the
+                mean x of its tokens, in order; padding messages write nothing.
+        """
+        if pool is not None:
+            weights, mask = pool
+            x = weights @ x.float()  # [B, M, d]
+        _, k, v, beta = self.features(x)
+        if mask is not None:
+            beta = beta * mask.to(beta.dtype)[..., None, None]
+        return delta_rule(k, k, v, beta, S0)[1], beta, k
+
+    def correct(self, branch: str, out: Tensor, m: Tensor) -> Tensor:
+        """out + s · U_branch m; out [B, T, o] from the frozen projection, m [B, T, N·r] fp32."""
+        u = self.delta_mem_u[branch]
+        if out.dtype == torch.float32:  # one fused kernel on the hot path
+            flat = torch.addmm(out.reshape(-1, out.shape[-1]), m.reshape(-1, m.shape[-1]), u.t(),
+                               alpha=self.scale)
+            return flat.view(out.shape)
+        return out + (self.scale * F.linear(m, u)).to(out.dtype)
+
+
+class DeltaMemProjection(nn.Module):
+    """Wraps a frozen projection: out = base_layer(x) + s · U m (the frozen path is untouched).
+
+    The q wrapper (``computes=True``) runs the memory step from its input x_t; k, v and o wrappers
+    reuse the read-out stashed for this layer.
+    """
+
+    def __init__(self, base_layer: nn.Module, branch: str | None, layer_idx: int,
+                 runtime: PassContext, computes: bool) -> None:
+        super().__init__()
+        self.base_layer = base_layer
+        self.branch = branch  # None: the q wrapper that only feeds the memory
+        self.layer_idx = layer_idx
+        self.computes = computes
+        object.__setattr__(self, "_runtime", runtime)  # not a submodule: no duplicate params
+
+    def forward(self, x: Tensor) -> Tensor:
+        out = self.base_layer(x)
+        cache = self._runtime.active()
+        if cache is None:  # outside a memory context the backbone is exactly the frozen model
+            return out
+        mem = self._runtime.layers[self.layer_idx]
+        if self.computes and mem.can_fuse(x, cache, self.layer_idx):  # decode hot path
+            q_out = out if self.branch == "q" else None
+            cache.reads[self.layer_idx] = mem.decode(x, cache, self.layer_idx, q_out)
+            return out
+        if self.computes:
+            cache.reads[self.layer_idx] = mem.step(x, cache, self.layer_idx)
+        if self.branch is None:
+            return out
+        return mem.correct(self.branch, out, cache.reads[self.layer_idx])
