@@ -14,7 +14,7 @@ from agentmem.model.config import DeltaMemConfig
 
 CONFIG_FILE = "delta_mem_config.json"
 WEIGHTS_FILE = "delta_mem_adapter.safetensors"
-SHIPPED = Path(__file__).parent / "adapters_shipped"
+SHIPPED = Path(__file__).parents[1] / "adapters_shipped"  # agentmem/adapters_shipped
 
 
 def save_adapter(dm: DeltaMemModel, folder: str | Path) -> Path:

@@ -88,3 +88,15 @@ def test_shape_mismatch_is_reported():
     del sd["layers.0.delta_mem_b_beta"]
     with pytest.raises(AdapterError, match="missing"):
         dm.load_adapter_state_dict(sd)
+
+
+def test_the_default_backbone_ships_its_adapter():
+    """The package finds the adapter it ships (a wrong path would silently serve a fresh one)."""
+    from agentmem.model.adapters import SHIPPED, read_adapter, shipped_adapter
+    from agentmem.model.backbones import DEFAULT_BACKBONE
+
+    folder = shipped_adapter(DEFAULT_BACKBONE)
+    assert folder is not None and folder.parent == SHIPPED
+    config, tensors, _ = read_adapter(folder)  # checksum and fingerprint verified
+    assert config.write_mode == "message" and tensors
+    assert shipped_adapter("no-such-backbone") is None
