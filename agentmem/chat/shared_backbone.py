@@ -95,7 +95,7 @@ class ChatBackend:
         """
         ids, mask = pad_rows([c.input_ids for c in chats], self.pad_id)
         new = write_tokens(self.dm, ids, MemoryState.stack(states), attention_mask=mask,
-                           spans=[list(c.spans) for c in chats])
+                           spans=[c.written_spans(self.dm.config.write_policy) for c in chats])
         return [new.row(b) for b in range(len(chats))]
 
 

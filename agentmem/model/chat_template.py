@@ -14,6 +14,18 @@ class EncodedChat:
 
     input_ids: list[int]
     spans: list[tuple[int, int]]  # [start, end) token indices, one per message, in order
+    roles: tuple[str, ...] = ()  # each message's role, aligned with ``spans``
+
+    def written_spans(self, policy: str = "all") -> list[tuple[int, int]]:
+        """The spans a message-level write pass writes under a write policy (DeltaMemConfig):
+        "all" messages, or "user" messages only."""
+        if policy == "all":
+            return list(self.spans)
+        if policy == "user":
+            if len(self.roles) != len(self.spans):
+                raise ValueError("write_policy='user' needs each message's role")
+            return [s for s, r in zip(self.spans, self.roles, strict=True) if r == "user"]
+        raise ValueError(f"unknown write policy {policy!r}")
 
 
 def encode_chat(tokenizer: Any, messages: list[dict[str, str]], *,
@@ -50,4 +62,4 @@ def encode_chat(tokenizer: Any, messages: list[dict[str, str]], *,
     for cs, ce in char_spans:
         toks = [i for i, (a, b) in enumerate(offsets) if a < ce and b > cs]
         spans.append((toks[0], toks[-1] + 1))
-    return EncodedChat(list(enc["input_ids"]), spans)
+    return EncodedChat(list(enc["input_ids"]), spans, tuple(m.get("role", "") for m in messages))

@@ -12,6 +12,10 @@ from agentmem.options import at_least, option
 WRITE_MODES = ("token", "message")  # TSW, SSW (docs/design.md#the-mechanism)
 BRANCHES = ("q", "k", "v", "o")
 INITS = ("base_slice", "zero")
+WRITE_POLICIES = ("all", "user")
+# Fields added after adapters were shipped: left out of the JSON while at their default, so an
+# older adapter's config (and so its fingerprint) reads back byte for byte.
+_OMIT_AT_DEFAULT = {"write_policy": "all", "write_reads": True}
 
 
 @dataclass(frozen=True)
@@ -29,6 +33,11 @@ class DeltaMemConfig:
         beta_bias: initial b_β; sigmoid(-1.5) ≈ 0.18 write strength.
         init: "base_slice" (U columns copy the frozen projections, times init_gain) or "zero".
         init_gain: gain of the base_slice initialisation.
+        write_policy: which messages are written: "all", or "user" (user messages only; replies
+            are shown to the write pass but not written). Message-level writes only.
+        write_reads: whether the write pass also reads the memory (its corrections apply while
+            writing). False: a write pass is the frozen backbone's, so each message's write
+            features depend on its text alone (training can cache them). Message-level only.
     """
 
     rank: int = option(8, help="side r of each r×r state matrix", parse=at_least(1))
@@ -42,6 +51,10 @@ class DeltaMemConfig:
     beta_bias: float = option(-1.5, help="initial write-gate bias b_β (sigmoid(-1.5) ≈ 0.18)")
     init: str = "base_slice"
     init_gain: float = 0.05  # small enough that a fresh memory barely moves the backbone
+    write_policy: str = option("all", help="which messages are written: all, or user (user "
+                               "messages only; message-level writes)", choices=WRITE_POLICIES)
+    write_reads: bool = option(True, help="write passes run the frozen backbone (no reads while "
+                               "writing; message-level writes; lets training cache write features)")
 
     def __post_init__(self) -> None:
         # Accept lists from JSON/users but store tuples so the dataclass stays hashable.
@@ -77,6 +90,13 @@ class DeltaMemConfig:
             raise ValueError(f"alpha={self.alpha!r}; expected > 0")
         if self.init not in INITS:
             raise ValueError(f"init={self.init!r}; expected one of {INITS}")
+        if self.write_policy not in WRITE_POLICIES:
+            raise ValueError(f"write_policy={self.write_policy!r}; expected one of {WRITE_POLICIES}")
+        if not isinstance(self.write_reads, bool):
+            raise ValueError(f"write_reads={self.write_reads!r}; expected a bool")
+        if self.write_mode != "message" and (self.write_policy != "all" or not self.write_reads):
+            raise ValueError("write_policy and write_reads=False need write_mode='message': "
+                             "token writes write every token of a pass and read while writing")
 
     @property
     def scale(self) -> float:
@@ -102,6 +122,9 @@ class DeltaMemConfig:
         data["branches"] = list(self.branches)
         if self.target_layers is not None:
             data["target_layers"] = list(self.target_layers)
+        for name, default in _OMIT_AT_DEFAULT.items():
+            if data[name] == default:
+                del data[name]
         return data
 
     def to_json(self) -> str:

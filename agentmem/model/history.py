@@ -53,7 +53,8 @@ def write_history(dm: DeltaMemModel, tokenizer: Any, history: list[Message],
     """Write a history into memory, one pass per turn (as the chat model serves), no grad."""
     state = state or dm.new_state()
     for enc in encode_turns(tokenizer, history, budget_tokens):
-        state = write_tokens(dm, torch.tensor([enc.input_ids]), state, spans=[enc.spans])
+        state = write_tokens(dm, torch.tensor([enc.input_ids]), state,
+                             spans=[enc.written_spans(dm.config.write_policy)])
     return state
 
 
@@ -84,7 +85,7 @@ def write_histories_grad(dm: DeltaMemModel, tokenizer: Any, histories: list[list
     row_writes: list[list[tuple[Tensor, Tensor]]] = [[] for _ in range(B)]
     for k in range(n_turns):
         turn = [rows[k] if k < len(rows) else None for rows in per_row]
-        ids, attn, spans = _right_padded(tokenizer, turn)
+        ids, attn, spans = _right_padded(tokenizer, turn, dm.config.write_policy)
         if not any(spans):
             continue
         state, beta = _replayed_write(dm, ids, attn, spans, state, row_writes if collect else None)
@@ -97,10 +98,10 @@ def write_histories_grad(dm: DeltaMemModel, tokenizer: Any, histories: list[list
     return state, beta_mean
 
 
-def _right_padded(tokenizer: Any, turn: list[EncodedChat | None]
+def _right_padded(tokenizer: Any, turn: list[EncodedChat | None], policy: str
                   ) -> tuple[Tensor, Tensor, list[list[tuple[int, int]]]]:
     ids, attn = pad_rows([e.input_ids if e else [] for e in turn], pad_token_id(tokenizer))
-    return ids, attn, [list(e.spans) if e else [] for e in turn]
+    return ids, attn, [e.written_spans(policy) if e else [] for e in turn]
 
 
 def _replayed_write(dm: DeltaMemModel, ids: Tensor, attn: Tensor,
@@ -161,7 +162,8 @@ class HistoryWriter:
         state = self._cache[keys[done - 1]] if done else self.dm.new_state()
         for k in range(done, len(encoded)):
             ids = torch.tensor([encoded[k].input_ids])
-            state = write_tokens(self.dm, ids, state, spans=[encoded[k].spans])
+            state = write_tokens(self.dm, ids, state,
+                                 spans=[encoded[k].written_spans(self.dm.config.write_policy)])
             if len(self._cache) < self.max_entries:
                 self._cache[keys[k]] = state
         return state

@@ -34,6 +34,7 @@ class DeltaMemLayer(nn.Module):
         super().__init__()
         N, r = config.num_states, config.rank
         self.num_states, self.rank, self.scale = N, r, config.scale
+        self.write_reads = config.write_reads  # False: a write pass reads nothing (frozen pass)
         # Rows: [W_q; W_k; W_v; W_β], each N·r × d (the N states own consecutive r-row slices).
         self.delta_mem_w_in = nn.Parameter(torch.empty(4 * N * r, hidden_size))
         self.delta_mem_b_beta = nn.Parameter(torch.full((N * r,), float(config.beta_bias)))
@@ -74,7 +75,10 @@ class DeltaMemLayer(nn.Module):
                 beta = beta * mask[..., None, None]
             reads, S = delta_rule(q, k, v, beta, S0)
         else:
-            reads, S = delta_rule_read(q, S0)
+            if cache.write == "message" and not self.write_reads:
+                reads, S = torch.zeros_like(q), S0
+            else:
+                reads, S = delta_rule_read(q, S0)
             if cache.write == "message":
                 S, _, _ = self.write_only(x, S0, pool=cache.pool_spans_weights(x))
         cache.commit(layer_idx, S, T)

@@ -18,8 +18,12 @@ def write_tokens(dm: DeltaMemModel, input_ids: Tensor, state: MemoryState | None
                  spans: list[list[tuple[int, int]]] | None = None) -> MemoryState:
     """One write pass over ``input_ids`` [B, T]; returns the new state.
 
-    Only the decoder runs (no LM head): a write pass needs no logits.
+    Only the decoder runs (no LM head): a write pass needs no logits. With message-level writes
+    and no span to write (e.g. a reply under write_policy "user") nothing runs and ``state``
+    comes back unchanged.
     """
+    if dm.config.write_mode == "message" and spans is not None and not any(spans):
+        return state if state is not None else dm.new_state(input_ids.shape[0])
     device = dm.model.device
     input_ids = input_ids.to(device)
     mask = attention_mask.to(device) if attention_mask is not None else None
@@ -39,7 +43,7 @@ def write_chat(dm: DeltaMemModel, tokenizer: Any, messages: list[dict[str, str]]
     """
     enc = encode_chat(tokenizer, messages, prefix=prefix)
     ids = torch.tensor([enc.input_ids])
-    return write_tokens(dm, ids, state, spans=[enc.spans])
+    return write_tokens(dm, ids, state, spans=[enc.written_spans(dm.config.write_policy)])
 
 
 @torch.no_grad()

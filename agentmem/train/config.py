@@ -11,7 +11,10 @@ from agentmem.options import at_least, non_negative_float, option, unit_gate, wi
 
 # The adapter's own options (fields of DeltaMemConfig) that `agentmem train` exposes, with the
 # training default where it differs from DeltaMemConfig's.
-ADAPTER_FLAGS = ("write_mode", "rank", "num_states", "beta_bias")
+ADAPTER_FLAGS = ("write_mode", "rank", "num_states", "beta_bias", "write_policy", "write_reads")
+# protocol options that do not change the weights' shapes: with --init-adapter, a value other than
+# DeltaMemConfig's default overrides the initial adapter's
+PROTOCOL_FLAGS = ("write_policy", "write_reads")
 ADAPTER_DEFAULTS = {"write_mode": "message"}
 
 
@@ -78,5 +81,17 @@ class TrainConfig:
     preserve_windows: tuple[int, ...] = option(
         (0, 4), help="history messages shown before a request, comma-separated (0: memory only); "
         "drawn uniformly per view", parse=windows)
+    window_views: float = option(
+        0.0, help="of the views that do not show the whole history, the share that shows the last "
+        "--window messages beside the memory (memory+window) instead of none (memory-only)",
+        parse=non_negative_float)
+    window: int = option(4, help="messages a memory+window view shows", parse=at_least(0))
+    distill_weight: float = option(
+        0.0, help="add W × the context-distillation term: on memory-only and memory+window views, "
+        "KL(frozen model seeing the whole history ‖ memory-reading model) along the answer "
+        "(agentmem.train.distill; 0: off)", parse=non_negative_float)
+    cache_writes: bool = option(
+        False, help="compute each episode's write features once and replay only the δ-mem writes "
+        "per step (needs --write-mode message --no-write-reads; agentmem.train.write_cache)")
     # the adapter's architecture (DeltaMemConfig fields; flags: ADAPTER_FLAGS)
     adapter: dict[str, Any] = field(default_factory=lambda: dict(ADAPTER_DEFAULTS))

@@ -16,7 +16,7 @@ import json
 import math
 import random
 import time
-from dataclasses import asdict
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
@@ -33,11 +33,34 @@ from agentmem.model.prompts import read_prompt
 from agentmem.model.scoring import answer_loss
 from agentmem.model.state import MemoryState
 from agentmem.train.checkpoint import load_checkpoint, save_checkpoint
-from agentmem.train.config import TrainConfig
+from agentmem.train.config import PROTOCOL_FLAGS, TrainConfig
+from agentmem.train.distill import distill_loss, teacher_row
 from agentmem.train.gate import gate_loss, statement_messages
 from agentmem.train.match import fact_message, match_loss, reply_queries
 from agentmem.train.preserve import TeacherReply, preservation_loss, preservation_views, teacher_replies
 from agentmem.train.report import write_card, write_loss_plot
+from agentmem.train.write_cache import check_cacheable, message_features, write_from_features
+
+
+@dataclass
+class StepCaches:
+    """What a run computes once per episode and reuses across steps (episode index → value)."""
+
+    writes: EpisodeCache | None = None  # write features (--cache-writes)
+    teachers: EpisodeCache | None = None  # the distillation teacher's rows (--distill-weight)
+
+
+class EpisodeCache:
+    """Values computed on first use per episode index: ``compute(episode)``."""
+
+    def __init__(self, compute: Any) -> None:
+        self.compute, self.values = compute, {}
+
+    def get(self, index: int, episode: Any) -> Any:
+        if index not in self.values:
+            self.values[index] = self.compute(episode)
+        return self.values[index]
+
 
 PROVISIONAL_STEPS = 100  # the schedule of --max-minutes' timed steps, before the plan exists
 GROUP_BATCHES = 8  # a length group holds this many batches' worth of episodes
@@ -91,25 +114,43 @@ def draw_batch(rng: random.Random, n_episodes: int, batch_size: int,
 
 def train_step(dm: DeltaMemModel, tok: Any, episodes: list[Any], step: int, cfg: TrainConfig,
                opt: torch.optim.Optimizer, groups: list[list[int]] | None = None,
-               replies: list[TeacherReply] | None = None) -> dict[str, float]:
+               replies: list[TeacherReply] | None = None, caches: StepCaches | None = None
+               ) -> dict[str, float]:
     """One optimizer step over a batch written and read as one batched pass per turn.
 
     The batch and its views depend only on (seed, step) (and ``groups``, from ``turn_groups``
     when ``cfg.bucket_turns``), so resuming reproduces an uninterrupted run."""
     rng = random.Random(cfg.seed * 1_000_003 + step)
-    batch = [episodes[i] for i in draw_batch(rng, len(episodes), cfg.batch_size, groups)]
+    drawn = draw_batch(rng, len(episodes), cfg.batch_size, groups)
+    batch = [episodes[i] for i in drawn]
     ctx = [step >= cfg.memory_only_steps and rng.random() < cfg.context_views for _ in batch]
+    regimes = ["memory+full-context" if c else "memory-only" for c in ctx]
+    if cfg.window_views:  # drawn only when asked for: older runs keep their random stream
+        regimes = [r if c or rng.random() >= cfg.window_views else "memory+window"
+                   for r, c in zip(regimes, ctx, strict=True)]
     opt.zero_grad(set_to_none=True)
     keys: list[torch.Tensor | None] | None = [] if cfg.match_weight else None
     gates: list[torch.Tensor | None] | None = [] if cfg.gate_weight else None
-    state, beta = write_histories_grad(dm, tok, [e.history for e in batch],
-                                       budget_tokens=cfg.budget_tokens, keys_out=keys,
-                                       betas_out=gates)
-    prompts = [read_prompt("memory+full-context" if c else "memory-only", e.history, e.question)
-               for e, c in zip(batch, ctx, strict=True)]
+    if caches is not None and caches.writes is not None:
+        state, beta = write_from_features(dm, [caches.writes.get(i, episodes[i]) for i in drawn],
+                                          keys_out=keys, betas_out=gates)
+    else:
+        state, beta = write_histories_grad(dm, tok, [e.history for e in batch],
+                                           budget_tokens=cfg.budget_tokens, keys_out=keys,
+                                           betas_out=gates)
+    prompts = [read_prompt(r, e.history, e.question, window=cfg.window)
+               for e, r in zip(batch, regimes, strict=True)]
     ce = answer_loss(dm, tok, prompts, [e.answer for e in batch], state)  # [B]
     loss = ce.mean() + cfg.sparsity * ((beta - 0.05) ** 2).mean()
     matched = {}
+    if caches is not None and caches.teachers is not None:
+        rows = [b for b, c in enumerate(ctx) if not c]
+        if rows:
+            kd = distill_loss(dm, tok, [prompts[b] for b in rows], [batch[b].answer for b in rows],
+                              [caches.teachers.get(drawn[b], batch[b]) for b in rows],
+                              state.rows(rows))
+            loss = loss + cfg.distill_weight * kd
+            matched["distill_kl"] = kd.item()
     if keys is not None:
         facts = [fact_message(e, 0 if k is None else k.shape[0])
                  for e, k in zip(batch, keys, strict=True)]
@@ -143,6 +184,7 @@ def train_step(dm: DeltaMemModel, tok: Any, episodes: list[Any], step: int, cfg:
     mean = lambda sel: ce_rows[sel].mean().item() if sel.any() else 0.0  # noqa: E731
     return {"step": step + 1, "loss": loss.item(), "lr": lr_at(step, cfg), "grad_norm": grad_norm,
             "ce_memory_only": mean(~is_ctx), "ce_context": mean(is_ctx),
+            "views_window": regimes.count("memory+window"),
             "views_context": int(is_ctx.sum()), "beta_mean": beta.mean().item(),
             # turns of the longest history, before --budget-tokens drops the oldest ones
             "write_passes": max(len(turns_of(e.history)) for e in batch), **matched, **probe}
@@ -192,15 +234,23 @@ def train(cfg: TrainConfig, command: str = "") -> Path:
     torch.manual_seed(cfg.seed)
     model, tok = load_backbone(cfg.backbone)
     init = read_adapter(cfg.init_adapter) if cfg.init_adapter else None
-    if init is not None:
-        cfg.adapter = init[0].to_dict()  # continue that adapter's architecture
+    if init is not None:  # continue that adapter's architecture; protocol flags may change
+        chosen = {k: cfg.adapter[k] for k in PROTOCOL_FLAGS
+                  if k in cfg.adapter and cfg.adapter[k] != getattr(DeltaMemConfig(), k)}
+        cfg.adapter = {**init[0].to_dict(), **chosen}
     dm = attach_delta_mem(model.to(device), DeltaMemConfig.from_dict(cfg.adapter))
     for flag, weight in (("--match-weight", cfg.match_weight), ("--gate-weight", cfg.gate_weight)):
         if weight and dm.config.write_mode != "message":
             raise ValueError(f"{flag} needs message-level writes (one key and gate per message); "
                              f"this adapter writes per {dm.config.write_mode}")
+    if cfg.cache_writes:
+        check_cacheable(dm)
     opt = torch.optim.AdamW(list(dm.parameters()), lr=cfg.lr, weight_decay=0.0)
     episodes = load_episodes(cfg.data, cfg.limit)
+    caches = StepCaches(
+        EpisodeCache(lambda e: message_features(dm, tok, e.history, cfg.budget_tokens))
+        if cfg.cache_writes else None,
+        EpisodeCache(lambda e: teacher_row(dm, tok, e)) if cfg.distill_weight else None)
     groups = turn_groups(episodes, cfg.batch_size) if cfg.bucket_turns else None
     ckpt, log_path = out / "checkpoint", out / "train_log.jsonl"
     replies = teacher_replies(dm, tok, cfg.preserve_prompts, out / "teacher_replies.jsonl",
@@ -228,7 +278,7 @@ def train(cfg: TrainConfig, command: str = "") -> Path:
         while step < end:
             if step == start + 1:
                 timed = time.perf_counter()  # the first step pays one-off costs: not timed
-            row = train_step(dm, tok, episodes, step, cfg, opt, groups, replies)
+            row = train_step(dm, tok, episodes, step, cfg, opt, groups, replies, caches)
             row["elapsed_s"] = round(time.perf_counter() - t0, 2)
             log.write(json.dumps(row) + "\n")
             log.flush()
