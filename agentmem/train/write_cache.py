@@ -20,6 +20,7 @@ from torch import Tensor
 
 from agentmem.model.attach import DeltaMemModel
 from agentmem.model.history import encode_turns
+from agentmem.model.padding import pad_rows, pad_token_id
 from agentmem.model.state import MemoryState
 
 Message = dict[str, str]
@@ -50,20 +51,22 @@ def message_features(dm: DeltaMemModel, tokenizer: Any, history: list[Message],
     turns dropped to fit ``budget_tokens``), the messages the write policy writes."""
     check_cacheable(dm)
     device, layers = dm.model.device, dm.layer_indices
-    parts, tokens = [], 0
-    for enc in encode_turns(tokenizer, history, budget_tokens):
-        spans = enc.written_spans(dm.config.write_policy)
-        if not spans:
-            continue
-        ids = torch.tensor([enc.input_ids], device=device)
-        with dm.memory(dm.new_state(1), write=True, spans=[spans], record=True) as c:
-            dm.model.get_decoder()(input_ids=ids, use_cache=False)
-        weights, _ = c.pool_spans_weights(c.record[layers[0]])  # [1, M, T]
-        parts.append(torch.stack([(weights @ c.record[i].float())[0] for i in layers], dim=1).cpu())
-        tokens += sum(e - s for s, e in spans)
-    hidden = dm.model.config.hidden_size
-    x = torch.cat(parts) if parts else torch.zeros(0, len(layers), hidden)
-    return WriteFeatures(x, tokens)
+    turns = [(enc, enc.written_spans(dm.config.write_policy))
+             for enc in encode_turns(tokenizer, history, budget_tokens)]
+    turns = [(enc, spans) for enc, spans in turns if spans]
+    if not turns:
+        return WriteFeatures(torch.zeros(0, len(layers), dm.model.config.hidden_size), 0)
+    # read-free passes do not depend on each other: every turn of the history in one batch
+    ids, mask = pad_rows([enc.input_ids for enc, _ in turns], pad_token_id(tokenizer))
+    ids, mask = ids.to(device), mask.to(device)
+    spans = [s for _, s in turns]
+    with dm.memory(dm.new_state(len(turns)), write=True, batch_size=len(turns),
+                   attention_mask=mask, spans=spans, record=True) as c:
+        dm.model.get_decoder()(input_ids=ids, attention_mask=mask, use_cache=False)
+    weights, valid = c.pool_spans_weights(c.record[layers[0]])  # [n, M, T], [n, M]
+    pooled = torch.stack([weights @ c.record[i].float() for i in layers], dim=2)  # [n, M, L, d]
+    x = pooled[valid].cpu()  # the written messages, turn by turn, in order
+    return WriteFeatures(x, sum(e - s for row in spans for s, e in row))
 
 
 def write_from_features(dm: DeltaMemModel, feats: list[WriteFeatures], *,
