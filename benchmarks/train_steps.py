@@ -26,10 +26,9 @@ from agentmem.model.adapters import load_adapter, shipped_adapter
 from agentmem.model.attach import attach_delta_mem
 from agentmem.model.backbones import DEFAULT_BACKBONE, load_backbone
 from agentmem.model.config import DeltaMemConfig
-from agentmem.model.history import write_histories_grad
+from agentmem.model.history import message_features, write_from_features, write_histories_grad
 from agentmem.model.prompts import read_prompt
 from agentmem.model.scoring import answer_loss
-from agentmem.train.write_cache import message_features, write_from_features
 
 
 def step(dm, tok, batch, feats=None) -> float:

@@ -1,6 +1,13 @@
 """Writing a conversation history into memory turn by turn, as the chat model serves it: without
 gradients (evaluation) or batched with gradients into the write parameters (training).
 
+With read-free message writes (``write_reads=False``) a write pass is the frozen backbone's, so a
+message's write is a function of one vector per layer: the mean of its content tokens' inputs to
+that layer's q projection (``DeltaMemLayer.write_only`` pools before the write projections).
+`turn_features` computes those vectors for many turns in one batched pass, and
+`write_from_features` replays only the δ-mem writes from them; training caches them per episode
+(``agentmem train --cache-writes``). The result is the state the turn-by-turn passes give.
+
 See docs/design.md#the-conversation-protocol.
 """
 
@@ -8,6 +15,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+from dataclasses import dataclass
 from typing import Any
 
 import torch
@@ -50,8 +58,13 @@ def encode_turns(tokenizer: Any, history: list[Message], budget_tokens: int | No
 def write_history(dm: DeltaMemModel, tokenizer: Any, history: list[Message],
                   state: MemoryState | None = None, *, budget_tokens: int | None = None
                   ) -> MemoryState:
-    """Write a history into memory, one pass per turn (as the chat model serves), no grad."""
+    """Write a history into memory, one pass per turn (as the chat model serves), no grad.
+    Read-free writes run every turn's pass in one batch (the same state)."""
     state = state or dm.new_state()
+    if _read_free(dm):
+        with torch.no_grad():
+            return write_from_features(dm, [message_features(dm, tokenizer, history, budget_tokens)],
+                                       state=state)[0]
     for enc in encode_turns(tokenizer, history, budget_tokens):
         state = write_tokens(dm, torch.tensor([enc.input_ids]), state,
                              spans=[enc.written_spans(dm.config.write_policy)])
@@ -160,10 +173,108 @@ class HistoryWriter:
             return self._cache[whole]
         done = next((k for k in range(len(keys), 0, -1) if keys[k - 1] in self._cache), 0)
         state = self._cache[keys[done - 1]] if done else self.dm.new_state()
+        feats = turn_features(self.dm, self.tokenizer, encoded[done:]) if _read_free(self.dm) else None
         for k in range(done, len(encoded)):
-            ids = torch.tensor([encoded[k].input_ids])
-            state = write_tokens(self.dm, ids, state,
-                                 spans=[encoded[k].written_spans(self.dm.config.write_policy)])
+            if feats is not None:
+                with torch.no_grad():
+                    state = write_from_features(self.dm, [feats[k - done]], state=state)[0]
+            else:
+                ids = torch.tensor([encoded[k].input_ids])
+                state = write_tokens(self.dm, ids, state,
+                                     spans=[encoded[k].written_spans(self.dm.config.write_policy)])
             if len(self._cache) < self.max_entries:
                 self._cache[keys[k]] = state
         return state
+
+
+def _read_free(dm: DeltaMemModel) -> bool:
+    return dm.config.write_mode == "message" and not dm.config.write_reads
+
+
+@dataclass(frozen=True)
+class WriteFeatures:
+    """One history's written messages, in write order: pooled layer inputs [M, L, d] (fp32, CPU)
+    and the content tokens they cover (the state's ``tokens_written``)."""
+
+    x: Tensor
+    tokens: int
+
+
+def check_cacheable(dm: DeltaMemModel) -> None:
+    """Raise ValueError unless the adapter's write passes are read-free message writes."""
+    c = dm.config
+    if c.write_mode != "message" or c.write_reads:
+        raise ValueError("cached write features need write_mode='message' and write_reads=False "
+                         f"(got write_mode={c.write_mode!r}, write_reads={c.write_reads}): a write "
+                         "pass that reads the memory depends on the parameters being trained")
+
+
+@torch.no_grad()
+def turn_features(dm: DeltaMemModel, tokenizer: Any, encoded: list[EncodedChat]
+                  ) -> list[WriteFeatures]:
+    """The write features of each encoded turn (its written messages, [M_k, L, d]), from one
+    batched frozen pass: read-free write passes do not depend on each other."""
+    check_cacheable(dm)
+    device, layers = dm.model.device, dm.layer_indices
+    spans = [enc.written_spans(dm.config.write_policy) for enc in encoded]
+    out = [WriteFeatures(torch.zeros(0, len(layers), dm.model.config.hidden_size), 0)
+           for _ in encoded]
+    rows = [k for k, s in enumerate(spans) if s]
+    if not rows:
+        return out
+    ids, mask = pad_rows([encoded[k].input_ids for k in rows], pad_token_id(tokenizer))
+    ids, mask = ids.to(device), mask.to(device)
+    with dm.memory(dm.new_state(len(rows)), write=True, batch_size=len(rows),
+                   attention_mask=mask, spans=[spans[k] for k in rows], record=True) as c:
+        dm.model.get_decoder()(input_ids=ids, attention_mask=mask, use_cache=False)
+    weights, _ = c.pool_spans_weights(c.record[layers[0]])  # [n, M, T]
+    pooled = torch.stack([weights @ c.record[i].float() for i in layers], dim=2)  # [n, M, L, d]
+    for j, k in enumerate(rows):
+        out[k] = WriteFeatures(pooled[j, : len(spans[k])].cpu(), sum(e - s for s, e in spans[k]))
+    return out
+
+
+def message_features(dm: DeltaMemModel, tokenizer: Any, history: list[Message],
+                     budget_tokens: int | None = None) -> WriteFeatures:
+    """The write features of ``history``, written as served: its turns (oldest dropped to fit
+    ``budget_tokens``), the messages the write policy writes, in order."""
+    turns = turn_features(dm, tokenizer, encode_turns(tokenizer, history, budget_tokens))
+    if not turns:
+        return WriteFeatures(torch.zeros(0, len(dm.layer_indices), dm.model.config.hidden_size), 0)
+    return WriteFeatures(torch.cat([t.x for t in turns]), sum(t.tokens for t in turns))
+
+
+def write_from_features(dm: DeltaMemModel, feats: list[WriteFeatures], *,
+                        state: MemoryState | None = None,
+                        keys_out: list[Tensor | None] | None = None,
+                        betas_out: list[Tensor | None] | None = None) -> tuple[MemoryState, Tensor]:
+    """B histories' states from their write features, written into ``state`` (None: empty
+    memories), with gradients into the write parameters when autograd is on; and the mean write
+    gate per layer ([L], over the written messages). ``keys_out`` and
+    ``betas_out`` receive each row's keys and gates ([M_b, L, N, r]; None for a row that wrote
+    nothing), as from `agentmem.model.history.write_histories_grad`."""
+    device, layers = dm.model.device, dm.layer_indices
+    B, M = len(feats), max([f.x.shape[0] for f in feats] + [1])
+    hidden = feats[0].x.shape[-1] if feats else dm.model.config.hidden_size
+    x = torch.zeros(B, M, len(layers), hidden, device=device)
+    valid = torch.zeros(B, M, device=device)
+    for b, f in enumerate(feats):
+        x[b, : f.x.shape[0]] = f.x.to(device)
+        valid[b, : f.x.shape[0]] = 1.0
+    state = dm.new_state(B) if state is None else state
+    S0 = state.tensors.to(device)
+    written, betas, keys, gates = [], [], [], []
+    for j, i in enumerate(layers):
+        S, beta, k = dm.layers[i].write_only(x[:, :, j], S0[:, j], mask=valid)
+        written.append(S)
+        n = valid.sum().clamp_min(1.0) * beta.shape[-1] * beta.shape[-2]
+        betas.append((beta * valid[..., None, None]).sum() / n)
+        keys.append(k)
+        gates.append(beta)
+    for out, per_layer in ((keys_out, keys), (betas_out, gates)):
+        if out is not None:
+            stacked = torch.stack(per_layer, dim=2)  # [B, M, L, N, r]
+            out.extend(stacked[b, : f.x.shape[0]] if f.x.shape[0] else None
+                       for b, f in enumerate(feats))
+    tokens = state.tokens_written + torch.tensor([f.tokens for f in feats], dtype=torch.int64)
+    return state.replace(tensors=torch.stack(written, dim=1), tokens_written=tokens), torch.stack(betas)

@@ -92,6 +92,6 @@ class TrainConfig:
         "(agentmem.train.distill; 0: off)", parse=non_negative_float)
     cache_writes: bool = option(
         False, help="compute each episode's write features once and replay only the δ-mem writes "
-        "per step (needs --write-mode message --no-write-reads; agentmem.train.write_cache)")
+        "per step (needs --write-mode message --no-write-reads; agentmem.model.history)")
     # the adapter's architecture (DeltaMemConfig fields; flags: ADAPTER_FLAGS)
     adapter: dict[str, Any] = field(default_factory=lambda: dict(ADAPTER_DEFAULTS))

@@ -28,7 +28,13 @@ from agentmem.model.attach import DeltaMemModel, attach_delta_mem
 from agentmem.model.backbones import load_backbone
 from agentmem.model.config import DeltaMemConfig
 from agentmem.model.devices import resolve_device
-from agentmem.model.history import turns_of, write_histories_grad
+from agentmem.model.history import (
+    check_cacheable,
+    message_features,
+    turns_of,
+    write_from_features,
+    write_histories_grad,
+)
 from agentmem.model.prompts import read_prompt
 from agentmem.model.scoring import answer_loss
 from agentmem.model.state import MemoryState
@@ -39,7 +45,6 @@ from agentmem.train.gate import gate_loss, statement_messages
 from agentmem.train.match import fact_message, match_loss, reply_queries
 from agentmem.train.preserve import TeacherReply, preservation_loss, preservation_views, teacher_replies
 from agentmem.train.report import write_card, write_loss_plot
-from agentmem.train.write_cache import check_cacheable, message_features, write_from_features
 
 
 @dataclass

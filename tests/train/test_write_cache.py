@@ -14,12 +14,11 @@ from agentmem.data.synthetic import generate
 from agentmem.model.attach import attach_delta_mem
 from agentmem.model.backbones import load_backbone
 from agentmem.model.config import DeltaMemConfig
-from agentmem.model.history import write_histories_grad, write_history
+from agentmem.model.history import message_features, write_from_features, write_histories_grad, write_history
 from agentmem.model.prompts import read_prompt
 from agentmem.model.scoring import answer_loss
 from agentmem.train import TrainConfig, train
 from agentmem.train.distill import distill_loss, teacher_row
-from agentmem.train.write_cache import message_features, write_from_features
 
 READ_FREE = {"write_mode": "message", "write_reads": False}
 
@@ -146,3 +145,23 @@ def test_train_with_cached_writes_distillation_and_window_views(chat_backbone, t
     with pytest.raises(ValueError, match="write_reads=False"):  # refused before writing
         train(replace(cfg, out=str(tmp_path / "bad"), adapter={"write_mode": "message"}))
     assert not (tmp_path / "bad" / "adapter").exists()
+
+
+def test_batched_read_free_history_write_is_the_served_turn_by_turn_write(chat_backbone):
+    """write_history and HistoryWriter batch a read-free history's passes; the chat model writes
+    one turn per call with write_tokens: the states agree."""
+    from agentmem.model.history import HistoryWriter, encode_turns
+    from agentmem.model.passes import write_tokens
+
+    dm, tok = attached(chat_backbone, write_policy="user", **READ_FREE)
+    history = episodes(1)[0].history
+    served = dm.new_state()
+    for enc in encode_turns(tok, history):
+        served = write_tokens(dm, torch.tensor([enc.input_ids]), served,
+                              spans=[enc.written_spans("user")])
+    batched = write_history(dm, tok, history)
+    torch.testing.assert_close(batched.tensors, served.tensors, atol=1e-5, rtol=1e-4)
+    assert batched.tokens_written.tolist() == served.tokens_written.tolist()
+    writer = HistoryWriter(dm, tok)
+    writer(history[:4])  # a cached prefix, then the rest
+    torch.testing.assert_close(writer(history).tensors, served.tensors, atol=1e-5, rtol=1e-4)
