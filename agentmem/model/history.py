@@ -203,7 +203,7 @@ class WriteFeatures:
 def check_cacheable(dm: DeltaMemModel) -> None:
     """Raise ValueError unless the adapter's write passes are read-free message writes."""
     c = dm.config
-    if c.write_mode != "message" or c.write_reads:
+    if not _read_free(dm):
         raise ValueError("cached write features need write_mode='message' and write_reads=False "
                          f"(got write_mode={c.write_mode!r}, write_reads={c.write_reads}): a write "
                          "pass that reads the memory depends on the parameters being trained")

@@ -107,20 +107,38 @@ def score_candidates(dm: DeltaMemModel, tokenizer: Any, prompt: ReadPrompt, cand
     return total, total / tmask.sum(-1).to(logp)
 
 
-def answer_loss(dm: DeltaMemModel, tokenizer: Any, prompts: list[ReadPrompt], answers: list[str],
-                state: MemoryState | None) -> Tensor:
-    """Per-row cross-entropy on the answer tokens only ([B], with autograd).
-
-    Rows whose prompt does not use memory read an empty state (the frozen backbone)."""
+def answer_logprobs(dm: DeltaMemModel, tokenizer: Any, prompts: list[ReadPrompt], answers: list[str],
+                    state: MemoryState | None) -> tuple[Tensor, Tensor, Tensor]:
+    """The answers' log-distributions [N, V] at their N target positions (rows in order, with
+    autograd), the target token ids [N] and each position's row [N]. Rows whose prompt does not
+    use memory read an empty state (the frozen backbone)."""
     ids, attn, tmask = reply_batch(tokenizer, [(p.messages, a) for p, a in
                                                 zip(prompts, answers, strict=True)])
     if state is not None:
         keep = torch.tensor([p.uses_memory for p in prompts], dtype=state.tensors.dtype,
                             device=state.tensors.device)
         state = state.replace(tensors=state.tensors * keep.view(-1, 1, 1, 1, 1))
-    logp = _token_logprobs(dm, ids, attn, tmask, state)
-    m = tmask.to(logp)
-    return -(logp * m).sum(-1) / m.sum(-1)
+    rows = torch.arange(len(prompts))[:, None].expand_as(tmask)[tmask]
+    return reply_logprobs(dm, ids, attn, tmask, state), ids[tmask], rows
+
+
+def row_nll(logp: Tensor, targets: Tensor, rows: Tensor, n_rows: int) -> Tensor:
+    """Per-row mean negative log-likelihood [n_rows] of ``targets`` under ``logp`` [N, V]."""
+    nll = -logp.gather(-1, targets.to(logp.device)[:, None])[:, 0]
+    rows = rows.to(logp.device)
+    total = torch.zeros(n_rows, dtype=nll.dtype, device=nll.device).index_add(0, rows, nll)
+    count = torch.zeros(n_rows, dtype=nll.dtype, device=nll.device).index_add(
+        0, rows, torch.ones_like(nll))
+    return total / count
+
+
+def answer_loss(dm: DeltaMemModel, tokenizer: Any, prompts: list[ReadPrompt], answers: list[str],
+                state: MemoryState | None) -> Tensor:
+    """Per-row cross-entropy on the answer tokens only ([B], with autograd).
+
+    Rows whose prompt does not use memory read an empty state (the frozen backbone)."""
+    logp, targets, rows = answer_logprobs(dm, tokenizer, prompts, answers, state)
+    return row_nll(logp, targets, rows, len(prompts))
 
 
 def reply_logprobs(dm: DeltaMemModel, ids: Tensor, attn: Tensor, tmask: Tensor,

@@ -23,7 +23,7 @@ from torch import Tensor
 
 from agentmem.model.attach import DeltaMemModel
 from agentmem.model.prompts import ReadPrompt, read_prompt
-from agentmem.model.scoring import reply_batch, reply_logprobs
+from agentmem.model.scoring import answer_logprobs, reply_batch, reply_logprobs
 from agentmem.model.state import MemoryState
 
 TOP_K = 64
@@ -49,18 +49,21 @@ def teacher_row(dm: DeltaMemModel, tokenizer: Any, episode: Any, top_k: int = TO
     return TeacherRow(top.indices.cpu(), top.values.cpu())
 
 
-def distill_loss(dm: DeltaMemModel, tokenizer: Any, prompts: list[ReadPrompt], answers: list[str],
-                 teachers: list[TeacherRow], state: MemoryState) -> Tensor:
-    """Mean over the rows' answer tokens of KL(teacher top-K ‖ student), the student reading row
-    b of ``state`` with prompt b (with autograd into the δ-mem parameters)."""
-    ids, attn, tmask = reply_batch(tokenizer, [(p.messages, a) for p, a in
-                                               zip(prompts, answers, strict=True)])
-    student = reply_logprobs(dm, ids, attn, tmask, state)  # [N, V], rows in order
+def distill_kl(student: Tensor, teachers: list[TeacherRow]) -> Tensor:
+    """Mean over answer positions of KL(teacher top-K ‖ student), from the student's
+    log-distributions [N, V] at the teachers' positions, in the same order."""
     t_ids = torch.cat([t.ids for t in teachers]).to(student.device)
     t_logp = torch.cat([t.logp for t in teachers]).to(student.device)
     if t_ids.shape[0] != student.shape[0]:
         raise ValueError(f"teacher has {t_ids.shape[0]} answer positions, student "
                          f"{student.shape[0]}: the answers did not tokenize alike")
     t = torch.log_softmax(t_logp, dim=-1)  # renormalised over the top K
-    kl = (t.exp() * (t - student.gather(-1, t_ids))).sum(-1)
-    return kl.mean()
+    return (t.exp() * (t - student.gather(-1, t_ids))).sum(-1).mean()
+
+
+def distill_loss(dm: DeltaMemModel, tokenizer: Any, prompts: list[ReadPrompt], answers: list[str],
+                 teachers: list[TeacherRow], state: MemoryState) -> Tensor:
+    """`distill_kl` of the student reading row b of ``state`` with prompt b (with autograd into
+    the δ-mem parameters)."""
+    student, _, _ = answer_logprobs(dm, tokenizer, prompts, answers, state)
+    return distill_kl(student, teachers)

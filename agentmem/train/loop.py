@@ -36,11 +36,11 @@ from agentmem.model.history import (
     write_histories_grad,
 )
 from agentmem.model.prompts import read_prompt
-from agentmem.model.scoring import answer_loss
+from agentmem.model.scoring import answer_logprobs, answer_loss, row_nll
 from agentmem.model.state import MemoryState
 from agentmem.train.checkpoint import load_checkpoint, save_checkpoint
 from agentmem.train.config import PROTOCOL_FLAGS, TrainConfig
-from agentmem.train.distill import distill_loss, teacher_row
+from agentmem.train.distill import distill_kl, teacher_row
 from agentmem.train.gate import gate_loss, statement_messages
 from agentmem.train.match import fact_message, match_loss, reply_queries
 from agentmem.train.preserve import TeacherReply, preservation_loss, preservation_views, teacher_replies
@@ -145,15 +145,21 @@ def train_step(dm: DeltaMemModel, tok: Any, episodes: list[Any], step: int, cfg:
                                            betas_out=gates)
     prompts = [read_prompt(r, e.history, e.question, window=cfg.window)
                for e, r in zip(batch, regimes, strict=True)]
-    ce = answer_loss(dm, tok, prompts, [e.answer for e in batch], state)  # [B]
+    answers = [e.answer for e in batch]
+    teachers = caches.teachers if caches is not None else None
+    if teachers is None:
+        ce = answer_loss(dm, tok, prompts, answers, state)  # [B]
+    else:  # one read pass gives both the answer CE and the student of the distillation term
+        logp, targets, row_of = answer_logprobs(dm, tok, prompts, answers, state)
+        ce = row_nll(logp, targets, row_of, len(batch))
     loss = ce.mean() + cfg.sparsity * ((beta - 0.05) ** 2).mean()
     matched = {}
-    if caches is not None and caches.teachers is not None:
+    if teachers is not None:
         rows = [b for b, c in enumerate(ctx) if not c]
         if rows:
-            kd = distill_loss(dm, tok, [prompts[b] for b in rows], [batch[b].answer for b in rows],
-                              [caches.teachers.get(drawn[b], batch[b]) for b in rows],
-                              state.rows(rows))
+            keep = torch.tensor([not c for c in ctx])[row_of]
+            kd = distill_kl(logp[keep.to(logp.device)],
+                            [teachers.get(drawn[b], batch[b]) for b in rows])
             loss = loss + cfg.distill_weight * kd
             matched["distill_kl"] = kd.item()
     if keys is not None:
