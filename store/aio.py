@@ -2,8 +2,9 @@
 
 Each call runs the synchronous repository in a worker thread (``asyncio.to_thread``), so both
 share one implementation, one engine and one set of guarantees; the event loop never blocks on
-the database. Only ``update`` is re-implemented, so that ``fn`` may be a coroutine function and
-the retry wait is an ``asyncio.sleep``.
+the database. ``update`` with a plain function is the synchronous one (under the thread's lock);
+with a coroutine function it runs ``fn`` on the event loop, taking turns with the process's other
+tasks on that thread and retrying with ``asyncio.sleep`` when a writer elsewhere got there first.
 """
 
 from __future__ import annotations
@@ -18,7 +19,7 @@ from sqlalchemy import Engine
 from agentmem.model.state import MemoryState
 from store.errors import ConflictError
 from store.records import CheckpointInfo, MemoryCheckpoint, StateSpec, ThreadInfo
-from store.repository import MemoryRepository, backoff_delay
+from store.repository import MemoryRepository, backoff_delay, new_checkpoint_id
 
 AsyncStateFn = Callable[[MemoryState | None], MemoryState | Awaitable[MemoryState]]
 
@@ -32,9 +33,10 @@ class AsyncMemoryRepository:
     """
 
     def __init__(self, engine: MemoryRepository | Engine | str | None = None, *,
-                 spec: StateSpec | None = None):
+                 spec: StateSpec | None = None, **options: Any):
         self._repo = engine if isinstance(engine, MemoryRepository) else MemoryRepository(
-            engine, spec=spec)
+            engine, spec=spec, **options)
+        self._turns: dict[tuple[str, str], asyncio.Lock] = {}
 
     @property
     def sync(self) -> MemoryRepository:
@@ -48,9 +50,11 @@ class AsyncMemoryRepository:
         await asyncio.to_thread(self._repo.close)
 
     async def put(self, agent_id: str, thread_id: str, state: MemoryState, *,
-                  parent: str | None, metadata: dict[str, Any] | None = None) -> CheckpointInfo:
+                  parent: str | None, metadata: dict[str, Any] | None = None,
+                  checkpoint_id: str | None = None) -> CheckpointInfo:
         return await asyncio.to_thread(self._repo.put, agent_id, thread_id, state,
-                                       parent=parent, metadata=metadata)
+                                       parent=parent, metadata=metadata,
+                                       checkpoint_id=checkpoint_id)
 
     async def latest(self, agent_id: str, thread_id: str) -> MemoryCheckpoint | None:
         return await asyncio.to_thread(self._repo.latest, agent_id, thread_id)
@@ -83,20 +87,37 @@ class AsyncMemoryRepository:
     async def delete_agent(self, agent_id: str) -> int:
         return await asyncio.to_thread(self._repo.delete_agent, agent_id)
 
+    async def compact(self) -> int:
+        return await asyncio.to_thread(self._repo.compact)
+
+    async def repair_head(self, agent_id: str, thread_id: str) -> str | None:
+        return await asyncio.to_thread(self._repo.repair_head, agent_id, thread_id)
+
     async def update(self, agent_id: str, thread_id: str, fn: AsyncStateFn, *, retries: int = 8,
-                     metadata: dict[str, Any] | None = None,
-                     backoff_s: float = 0.002) -> CheckpointInfo:
+                     metadata: dict[str, Any] | None = None, backoff_s: float = 0.002,
+                     checkpoint_id: str | None = None) -> CheckpointInfo:
         """As :meth:`MemoryRepository.update`; ``fn`` may be sync or async."""
-        for attempt in range(retries + 1):
-            head = await self.latest(agent_id, thread_id)
-            new = fn(None if head is None else head.state)
-            if inspect.isawaitable(new):
-                new = await new
-            try:
-                return await self.put(agent_id, thread_id, new, metadata=metadata,
-                                      parent=None if head is None else head.checkpoint_id)
-            except ConflictError as e:
-                if attempt == retries:
-                    raise ConflictError(f"update gave up after {retries + 1} attempts: {e}") from e
+        if not inspect.iscoroutinefunction(fn):
+            return await asyncio.to_thread(self._repo.update, agent_id, thread_id, fn,  # type: ignore[arg-type]
+                                           retries=retries, metadata=metadata,
+                                           backoff_s=backoff_s, checkpoint_id=checkpoint_id)
+        if isinstance(retries, bool) or not isinstance(retries, int) or retries < 0:
+            raise ValueError(f"retries={retries!r}; expected an integer >= 0")
+        cid = new_checkpoint_id(checkpoint_id)
+        turn = self._turns.setdefault((agent_id, thread_id), asyncio.Lock())
+        async with turn:  # this process's tasks take turns; other writers are retried below
+            for attempt in range(retries + 1):
+                head = await self.latest(agent_id, thread_id)
+                if head is not None and head.checkpoint_id == cid:
+                    return head  # an earlier attempt committed
+                new = await fn(None if head is None else head.state)  # type: ignore[misc]
+                try:
+                    return await self.put(agent_id, thread_id, new, metadata=metadata,
+                                          parent=None if head is None else head.checkpoint_id,
+                                          checkpoint_id=cid)
+                except ConflictError as e:
+                    if attempt == retries:
+                        raise ConflictError(f"update gave up after {retries + 1} attempts: {e}"
+                                            ) from e
                 await asyncio.sleep(backoff_delay(attempt, backoff_s))
-        raise AssertionError("unreachable")
+        raise ConflictError("update gave up")  # not reached: the loop returns or raises

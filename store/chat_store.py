@@ -15,6 +15,8 @@ head), ``delete`` deletes the thread and ``delete_agent`` every thread of the ag
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Any
 
 from sqlalchemy import Engine
@@ -24,7 +26,7 @@ from agentmem.errors import MemoryConflictError
 from agentmem.model.state import MemoryState
 from store.errors import ConflictError
 from store.records import MemoryCheckpoint
-from store.repository import MemoryRepository
+from store.repository import HeldThread, MemoryRepository
 
 __all__ = ["RepositoryMemoryStore"]
 
@@ -55,18 +57,28 @@ class RepositoryMemoryStore:
         return _record(self._repo.latest_for_agent(agent_id))
 
     def save(self, key: MemoryKey, state: MemoryState, metadata: dict[str, Any], *,
-             parent: str | None) -> str:
+             parent: str | None, checkpoint_id: str | None = None) -> str:
         """Append ``state`` as the thread's new head; returns its checkpoint id.
 
         Raises:
             MemoryConflictError: ``parent`` is not the thread's head. Nothing was stored.
+            store.StoreError: the database failed (typed: unavailable, locked, full, ...).
         """
         try:
             info = self._repo.put(key.agent_id, key.thread_id, state, parent=parent,
-                                  metadata=metadata)
+                                  metadata=metadata, checkpoint_id=checkpoint_id)
         except ConflictError as e:
             raise MemoryConflictError(f"memory {key}: {e}") from e
         return info.checkpoint_id
+
+    @contextmanager
+    def locked(self, key: MemoryKey) -> Iterator[_Held]:
+        """Hold the thread's writer lock (``MemoryRepository.lock``) for the block."""
+        try:
+            with self._repo.lock(key.agent_id, key.thread_id) as held:
+                yield _Held(held)
+        except ConflictError as e:
+            raise MemoryConflictError(f"memory {key}: {e}") from e
 
     def delete(self, key: MemoryKey) -> None:
         """Delete the thread and every checkpoint of it (nothing to do when it is empty)."""
@@ -75,6 +87,16 @@ class RepositoryMemoryStore:
     def delete_agent(self, agent_id: str) -> None:
         """Delete every thread and checkpoint of ``agent_id`` (the right to be forgotten)."""
         self._repo.delete_agent(agent_id)
+
+
+class _Held:
+    def __init__(self, held: HeldThread) -> None:
+        self._held = held
+        self.record = _record(held.head)
+
+    def save(self, state: MemoryState, metadata: dict[str, Any], *,
+             checkpoint_id: str | None = None) -> str:
+        return self._held.put(state, metadata=metadata, checkpoint_id=checkpoint_id).checkpoint_id
 
 
 def _record(head: MemoryCheckpoint | None) -> MemoryRecord | None:

@@ -3,7 +3,8 @@
 SQLite connections get WAL (readers never block the writer), a busy timeout (writers queue
 instead of failing), foreign keys, ``synchronous=FULL`` (a commit survives a crash of the process
 and of the machine) and ``secure_delete`` (deleted checkpoints are overwritten, not left in free
-pages); new files get ``auto_vacuum=INCREMENTAL``, so pruning gives space back. Write
+pages); new files get ``auto_vacuum=INCREMENTAL``, so pruning gives space back, and the WAL is cut
+back to ``journal_size_limit`` after each checkpoint. Write
 transactions start with ``BEGIN IMMEDIATE``, so two writers never both read under a shared lock
 and then deadlock upgrading it; the repository asks for one through the execution option
 :data:`WRITE_OPTION`.
@@ -13,11 +14,15 @@ from __future__ import annotations
 
 import os
 import re
+import sqlite3
 from pathlib import Path
 from typing import Any
 
 from sqlalchemy import Engine, create_engine, event
 from sqlalchemy.engine import Connection, make_url
+
+from store.errors import NotADatabaseError
+from store.faults import translated
 
 URL_ENV = "AGENTMEM_STORE_URL"
 WRITE_OPTION = "agentmem_write"
@@ -47,6 +52,8 @@ def make_engine(url: str | None = None, *, schema: str | None = None, **kwargs: 
     Raises:
         ValueError: an in-memory SQLite URL (each connection would see its own empty database),
             a schema on SQLite, or a schema name outside ``[a-z_][a-z0-9_]*``.
+        NotADatabaseError, ReadOnlyStoreError: an SQLite path that is a directory, or whose
+            folder cannot be made (a file in the way, no permission).
     """
     url = url or default_url()
     if "://" not in url:
@@ -74,7 +81,12 @@ def _sqlite_engine(url: str, **kwargs: Any) -> Engine:
     path = make_url(url).database
     if not path or path == ":memory:" or path.startswith("file::memory:"):
         raise ValueError("the store needs an SQLite file, not an in-memory database")
-    Path(path).expanduser().parent.mkdir(parents=True, exist_ok=True)
+    file = Path(path).expanduser()
+    if file.is_dir():
+        raise NotADatabaseError(f"{file} is a directory; the store needs an SQLite file path "
+                                "(e.g. a memory.sqlite3 inside it)")
+    with translated(f"creating the folder of {file}"):
+        file.parent.mkdir(parents=True, exist_ok=True)
     connect_args = {"timeout": BUSY_TIMEOUT_S, **kwargs.pop("connect_args", {})}
     engine = create_engine(url, connect_args=connect_args, **kwargs)
     event.listen(engine, "connect", _sqlite_connect(float(connect_args["timeout"])))
@@ -90,7 +102,11 @@ def _sqlite_connect(timeout_s: float) -> Any:
         cur.execute(f"PRAGMA busy_timeout = {int(timeout_s * 1000)}")  # first: WAL may wait
         if cur.execute("PRAGMA page_count").fetchone()[0] == 0:  # a new file: pruning and
             cur.execute("PRAGMA auto_vacuum = INCREMENTAL")  # deleting can then shrink it
-        cur.execute("PRAGMA journal_mode = WAL")
+        try:
+            cur.execute("PRAGMA journal_mode = WAL")
+        except sqlite3.OperationalError:  # a read-only file: reads still work, writes say why
+            pass
+        cur.execute("PRAGMA journal_size_limit = 4194304")  # the WAL shrinks back to 4 MiB
         cur.execute("PRAGMA synchronous = FULL")
         cur.execute("PRAGMA foreign_keys = ON")
         cur.execute("PRAGMA secure_delete = ON")

@@ -8,6 +8,7 @@ PostgreSQL), so any number of processes may start against a fresh database at on
 
 from __future__ import annotations
 
+import sqlite3
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -32,8 +33,8 @@ from sqlalchemy import (
 from sqlalchemy.engine import Connection
 
 from store.engine import WRITE_OPTION, is_sqlite
-from store.errors import SchemaVersionError
-from store.models import CHECKPOINTS, THREADS, VERSIONS, BigId, SchemaVersion
+from store.errors import ForeignSchemaError, SchemaVersionError
+from store.models import CHECKPOINTS, THREADS, VERSIONS, Base, BigId, SchemaVersion
 
 _MIGRATION_LOCK = 0x6167_6D65_6D01  # pg advisory lock key ("agmem" + 1)
 
@@ -103,40 +104,101 @@ def schema_version(conn: Connection) -> int:
     return 0 if v is None else int(v[0])
 
 
-def migrate(engine: Engine, *, target: int = LATEST_VERSION) -> int:
+def migrate(engine: Engine, *, target: int = LATEST_VERSION,
+            lock_timeout_s: float | None = None) -> int:
     """Apply, in order, every migration the database lacks up to ``target``; idempotent.
 
     Args:
         engine: from :func:`store.engine.make_engine`.
         target: the version to stop at (tests use it to build an older database).
+        lock_timeout_s: the longest to wait for another process's migration or write.
 
     Returns:
         The schema version the database is at afterwards.
 
     Raises:
         SchemaVersionError: the database is at a newer version than this code knows.
+        ForeignSchemaError: tables of the store's names that the store did not make, or that
+            lack the store's columns. Nothing is changed.
     """
     if not 0 <= target <= LATEST_VERSION:
         raise ValueError(f"target={target}; expected 0..{LATEST_VERSION}")
+    fresh = False
     with engine.connect() as conn:
+        _lock_timeout(conn, lock_timeout_s, sqlite_only=True)
         with conn.begin():
             current = _checked_version(conn)
-        if current >= target:
-            return current
-        conn.execution_options(**{WRITE_OPTION: True})
-        with conn.begin():
-            if not is_sqlite(conn):
-                conn.execute(text("SELECT pg_advisory_xact_lock(:k)"), {"k": _MIGRATION_LOCK})
-            SchemaVersion.__table__.create(conn, checkfirst=True)
-            current = _checked_version(conn)  # again, under the lock
-            for m in MIGRATIONS:
-                if current < m.version <= target:
-                    m.apply(conn)
-                    conn.execute(insert(SchemaVersion).values(
-                        version=m.version, description=m.description,
-                        applied_at=datetime.now(UTC)))
-                    current = m.version
+        if current < target:
+            conn.execution_options(**{WRITE_OPTION: True})
+            with conn.begin():
+                _lock_timeout(conn, lock_timeout_s)
+                if not is_sqlite(conn):
+                    conn.execute(text("SELECT pg_advisory_xact_lock(:k)"), {"k": _MIGRATION_LOCK})
+                current = _checked_version(conn)  # again, under the lock
+                if current == 0:
+                    _refuse_foreign(conn)
+                    fresh = is_sqlite(conn)
+                SchemaVersion.__table__.create(conn, checkfirst=True)
+                for m in MIGRATIONS:
+                    if current < m.version <= target:
+                        m.apply(conn)
+                        conn.execute(insert(SchemaVersion).values(
+                            version=m.version, description=m.description,
+                            applied_at=datetime.now(UTC)))
+                        current = m.version
+        if current == LATEST_VERSION:
+            with conn.begin():
+                _check_columns(conn)
+        if fresh:
+            _incremental_vacuum_on(conn)
         return current
+
+
+def _lock_timeout(conn: Connection, seconds: float | None, *, sqlite_only: bool = False) -> None:
+    if seconds is None:
+        return
+    if is_sqlite(conn):
+        conn.connection.driver_connection.execute(f"PRAGMA busy_timeout = {int(seconds * 1000)}")
+    elif not sqlite_only:
+        conn.exec_driver_sql(f"SET LOCAL lock_timeout = '{int(seconds * 1000)}ms'")
+
+
+def _refuse_foreign(conn: Connection) -> None:
+    """A database the store never migrated must not already hold tables of its names."""
+    found = [t for t in (THREADS, CHECKPOINTS) if inspect(conn).has_table(t)]
+    if found:
+        raise ForeignSchemaError(
+            f"the database already holds table(s) {', '.join(found)} that the store did not "
+            "create (no schema version is recorded); the store will not alter them: use another "
+            "database, or on PostgreSQL make_engine(url, schema=...)")
+
+
+def _check_columns(conn: Connection) -> None:
+    """The store's tables have (at least) the columns of the current models."""
+    insp = inspect(conn)
+    for table in (THREADS, CHECKPOINTS):
+        if not insp.has_table(table):
+            raise ForeignSchemaError(f"table {table} is missing although the schema version "
+                                     "table says it was created; restore it from a backup")
+        have = {c["name"] for c in insp.get_columns(table)}
+        missing = sorted(set(Base.metadata.tables[table].columns.keys()) - have)
+        if missing:
+            raise ForeignSchemaError(f"table {table} lacks the store's column(s) "
+                                     f"{', '.join(missing)}: it was altered or is not the store's")
+
+
+def _incremental_vacuum_on(conn: Connection) -> None:
+    """One-time conversion of an SQLite file that existed before the store first used it, so
+    that pruning and deleting can give space back (best effort: a busy file is converted later,
+    by ``MemoryRepository.compact``)."""
+    dbapi = conn.connection.driver_connection
+    if dbapi.execute("PRAGMA auto_vacuum").fetchone()[0] == 2:
+        return
+    try:
+        dbapi.execute("PRAGMA auto_vacuum = INCREMENTAL")
+        dbapi.execute("VACUUM")
+    except sqlite3.Error:  # busy or short of space: compact() converts it later
+        pass
 
 
 def _checked_version(conn: Connection) -> int:

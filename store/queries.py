@@ -49,6 +49,7 @@ _OWNED = and_(C.c.thread_pk == T.c.thread_pk, C.c.agent_id == T.c.agent_id,
 _HEADS = T.join(C, and_(C.c.id == T.c.head_id, _OWNED))
 
 THREAD_PK = select(T.c.thread_pk).where(THREAD)
+THREAD_HEAD_ID = select(T.c.head_id).where(THREAD)
 AGENT_PKS = select(T.c.thread_pk).where(AGENT)
 # The head's ids and compatibility columns (for writers).
 HEAD_INFO = (select(T.c.thread_pk, C.c.id, C.c.checkpoint_id, C.c.seq, C.c.adapter_fingerprint,
@@ -59,6 +60,10 @@ BY_ID_FULL = select(*FULL).select_from(C.join(T, _OWNED)).where(
     C.c.checkpoint_id == bindparam("cid"), THREAD)
 BY_ID_SEQ = select(C.c.seq).select_from(C.join(T, _OWNED)).where(
     C.c.checkpoint_id == bindparam("cid"), THREAD)
+# A row by id alone: only to recognise a write that already committed (ids are compared after).
+BY_CHECKPOINT_ID = select(*INFO).where(C.c.checkpoint_id == bindparam("cid"))
+NEWEST_OF_THREAD = (select(C.c.id, C.c.checkpoint_id).where(C.c.thread_pk == bindparam("pk"))
+                    .order_by(C.c.seq.desc()).limit(1))
 # Every head of an agent, most recently written first.
 AGENT_HEADS_FULL = select(*FULL).select_from(_HEADS).where(AGENT).order_by(C.c.id.desc())
 AGENT_THREADS = select(*THREAD_COLS).select_from(_HEADS).where(AGENT).order_by(C.c.id.desc())
@@ -78,6 +83,7 @@ INSERT_CHECKPOINT = insert(C).returning(C.c.id)
 # Compare-and-set of the head pointer: moves only if it still points where the writer read it.
 MOVE_HEAD = (update(T).where(T.c.thread_pk == bindparam("pk"), T.c.head_id == bindparam("old"))
              .values(head_id=bindparam("new")))
+SET_HEAD = update(T).where(T.c.thread_pk == bindparam("pk")).values(head_id=bindparam("new"))
 SET_FIRST_HEAD = (update(T).where(T.c.thread_pk == bindparam("pk"), T.c.head_id.is_(None))
                   .values(head_id=bindparam("new")))
 

@@ -5,12 +5,13 @@ Kept free of LangChain types: ``chat_model`` turns a `Reply` into chunks and mes
 
 from __future__ import annotations
 
+import threading
 from dataclasses import dataclass, field
 from typing import Any
 
 from agentmem.chat.shared_backbone import ChatBackend
 from agentmem.chat.tools import OPEN, parse_tool_calls
-from agentmem.chat.turn_engine import Answer, Turn, TurnCheckpoint, TurnEngine
+from agentmem.chat.turn_engine import Answer, Turn, TurnCancelled, TurnCheckpoint, TurnEngine
 from agentmem.model.decoding import BatchDecoder, SamplingParams, TextStream
 
 
@@ -78,14 +79,18 @@ class Call:
                         decoder.finish(b)
         return texts, decoder
 
-    def finish(self, turns: list[Turn], texts: list[TextStream], decoder: BatchDecoder) -> list[Reply]:
-        """Parse each row's answer, then write and save every keyed row's memory."""
+    def finish(self, turns: list[Turn], texts: list[TextStream], decoder: BatchDecoder, *,
+               cancel: threading.Event | None = None) -> list[Reply]:
+        """Parse each row's answer, then write and save every keyed row's memory (unless the
+        caller cancelled meanwhile: then nothing is written)."""
         replies = []
         for b, (turn, text) in enumerate(zip(turns, texts, strict=True)):
             text.flush()
             replies.append(Reply.parse(self.model_name, text.text.rstrip("\ufffd"), bool(self.tools),
                                        decoder.finish_reason[b], len(turn.prompt),
                                        decoder.generated[b]))
+        if cancel is not None and cancel.is_set():
+            raise TurnCancelled("the caller cancelled the turn; nothing was written")
         checkpoints = self.engine.commit(turns, [r.answer for r in replies])
         for reply, checkpoint in zip(replies, checkpoints, strict=True):
             reply.checkpoint = checkpoint

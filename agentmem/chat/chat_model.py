@@ -7,11 +7,17 @@ key from the RunnableConfig and shapes chunks; turns, decoding and storage live 
 
 from __future__ import annotations
 
+import asyncio
 import json
+import threading
 from collections.abc import AsyncIterator, Callable, Iterator, Sequence
 from typing import Any, Literal
 
-from langchain_core.callbacks import CallbackManager, CallbackManagerForLLMRun
+from langchain_core.callbacks import (
+    AsyncCallbackManagerForLLMRun,
+    CallbackManager,
+    CallbackManagerForLLMRun,
+)
 from langchain_core.language_models import BaseChatModel, LangSmithParams, LanguageModelInput
 from langchain_core.language_models.chat_models import generate_from_stream
 from langchain_core.messages import (
@@ -34,7 +40,14 @@ from agentmem.chat.call import Call, Reply
 from agentmem.chat.memory_store import InProcessMemoryStore, MemoryKey, MemoryStore
 from agentmem.chat.shared_backbone import ChatBackend, get_backend
 from agentmem.chat.tools import forced_prefix
-from agentmem.chat.turn_engine import Scope, TurnEngine, load_head, waves
+from agentmem.chat.turn_engine import (
+    SAVE_TIMEOUT_S,
+    Scope,
+    TurnCancelled,
+    TurnEngine,
+    load_head,
+    waves,
+)
 from agentmem.chat.turn_plan import ROLES
 from agentmem.errors import (
     MissingMemoryKeyError,
@@ -89,6 +102,13 @@ class DeltaMemChatModel(BaseChatModel):
     """torch device; None: CUDA when available, else CPU."""
     streaming: bool = False
     store: MemoryStore = Field(default_factory=InProcessMemoryStore, exclude=True)
+    save_timeout_s: float = Field(default=SAVE_TIMEOUT_S, ge=0.0, allow_inf_nan=False)
+    """How long saving a turn keeps retrying (another writer saved first, a busy or unreachable
+    store) before giving up."""
+    on_save_error: Literal["report", "raise"] = "report"
+    """A turn that cannot be saved: "report" returns the reply anyway, with
+    ``response_metadata["memory"]["saved"]`` False and the reason in ``["error"]`` (and a
+    warning on the ``agentmem`` logger); "raise" raises the store's error instead of replying."""
 
     model_config = ConfigDict(populate_by_name=True, arbitrary_types_allowed=True)
 
@@ -150,13 +170,16 @@ class DeltaMemChatModel(BaseChatModel):
         configs = get_config_list(config, len(inputs))
         stop = kwargs.pop("stop", None)
         kwargs.pop("memory", None)
+        cancel = kwargs.pop("cancel", None)
         messages = [self._convert_input(x).to_messages() for x in inputs]
         runs = [self._start_run(m, c, stop, kwargs, len(inputs)) for m, c in zip(messages, configs,
                                                                                strict=True)]
         scopes = [self.scope(c) for c in configs]
         results: list[Any] = [None] * len(inputs)
         for wave in waves(scopes):
-            self._run_wave(wave, messages, scopes, runs, results, stop, kwargs)
+            if cancel is not None and cancel.is_set():
+                break  # abatch was cancelled: nobody reads the results, nothing more is written
+            self._run_wave(wave, messages, scopes, runs, results, stop, kwargs, cancel)
         if not return_exceptions:
             for r in results:
                 if isinstance(r, Exception):
@@ -166,12 +189,18 @@ class DeltaMemChatModel(BaseChatModel):
     async def abatch(self, inputs: list[LanguageModelInput],
                      config: RunnableConfig | list[RunnableConfig] | None = None, *,
                      return_exceptions: bool = False, **kwargs: Any) -> list[Any]:
-        return await run_in_executor(None, self.batch, inputs, config,
-                                     return_exceptions=return_exceptions, **kwargs)
+        cancel = threading.Event()
+        try:
+            return await run_in_executor(None, self.batch, inputs, config,
+                                         return_exceptions=return_exceptions, cancel=cancel,
+                                         **kwargs)
+        except asyncio.CancelledError:
+            cancel.set()  # rows not yet saved write nothing (docs: cancellation)
+            raise
 
     def _run_wave(self, rows: list[int], messages: list[list[BaseMessage]], scopes: list[Scope],
                   runs: list[CallbackManagerForLLMRun], results: list[Any], stop: list[str] | None,
-                  kwargs: dict[str, Any]) -> None:
+                  kwargs: dict[str, Any], cancel: threading.Event | None = None) -> None:
         """One batched read pass and one batched write pass over ``rows`` (distinct keys)."""
         ok, turns = [], []
         try:
@@ -184,7 +213,7 @@ class DeltaMemChatModel(BaseChatModel):
                 except Exception as e:  # a bad row fails alone
                     results[i] = e
                     runs[i].on_llm_error(e)
-            replies = call.finish(turns, *call.decode(turns)) if turns else []
+            replies = call.finish(turns, *call.decode(turns), cancel=cancel) if turns else []
         except Exception as e:
             for i in rows if not ok else ok:
                 results[i] = e
@@ -213,15 +242,34 @@ class DeltaMemChatModel(BaseChatModel):
                   run_manager: CallbackManagerForLLMRun | None = None, **kwargs: Any) -> ChatResult:
         return generate_from_stream(self._stream(messages, stop, run_manager, **kwargs))
 
+    async def _agenerate(self, messages: list[BaseMessage], stop: list[str] | None = None,
+                         run_manager: AsyncCallbackManagerForLLMRun | None = None,
+                         **kwargs: Any) -> ChatResult:
+        """``_generate`` in a worker thread; a cancelled task stops it and writes nothing."""
+        cancel = threading.Event()
+        try:
+            return await run_in_executor(None, self._generate, messages, stop,
+                                         run_manager.get_sync() if run_manager else None,
+                                         cancel=cancel, **kwargs)
+        except asyncio.CancelledError:
+            cancel.set()
+            raise
+
     def _stream(self, messages: list[BaseMessage], stop: list[str] | None = None,
                 run_manager: CallbackManagerForLLMRun | None = None,
                 **kwargs: Any) -> Iterator[ChatGenerationChunk]:
+        """One turn. A caller that stops reading (breaks out of ``stream``) or cancels
+        (``ainvoke``/``astream`` task) before the answer is complete writes nothing; once the
+        save has begun it completes (docs/design.md#saving-under-contention-and-faults)."""
+        cancel: threading.Event | None = kwargs.pop("cancel", None)
         call = self._call(stop, kwargs)
         scope = kwargs.get("memory") or self.scope(ensure_config())
         turn = call.engine.prepare(to_dicts(messages), scope, tools=call.tools, prefill=call.prefill)
         decoder = call.backend.decoder([turn.prompt], [turn.state], call.params)
         text = call.text_stream()
         for tokens in decoder:
+            if cancel is not None and cancel.is_set():
+                raise TurnCancelled("the caller cancelled the turn; nothing was written")
             delta = text.push(tokens[0])
             if text.stopped:
                 decoder.finish(0)
@@ -230,7 +278,7 @@ class DeltaMemChatModel(BaseChatModel):
                 if run_manager:
                     run_manager.on_llm_new_token(delta, chunk=chunk)
                 yield chunk
-        (reply,) = call.finish([turn], [text], decoder)
+        (reply,) = call.finish([turn], [text], decoder, cancel=cancel)
         yield ChatGenerationChunk(message=_final_chunk(reply, text.emitted))
 
     def _call(self, stop: list[str] | None, kwargs: dict[str, Any]) -> Call:
@@ -247,7 +295,8 @@ class DeltaMemChatModel(BaseChatModel):
         names = [t["function"]["name"] for t in tools or []]
         prefill = forced_prefix(kwargs.get("tool_choice"), names) if tools else ""
         params = self._params(kwargs)
-        engine = TurnEngine(backend, self.store, self.window, params.max_new_tokens)
+        engine = TurnEngine(backend, self.store, self.window, params.max_new_tokens,
+                            save_timeout_s=self.save_timeout_s, on_save_error=self.on_save_error)
         return Call(self.model_name, backend, engine, params, [*(self.stop or []), *(stop or [])],
                     tools, prefill)
 
@@ -296,10 +345,13 @@ class DeltaMemChatModel(BaseChatModel):
                  ) -> dict[str, Any]:
         """Write ``messages`` into the key's memory without answering (e.g. ingest a document).
 
-        Messages the key already holds are skipped. Returns the memory checkpoint.
+        Messages the key already holds are skipped. Returns the memory checkpoint. Writing is
+        the whole point of this call, so a save that fails raises the store's error (after
+        ``save_timeout_s`` of retries) whatever ``on_save_error`` says.
         """
         scope = self._required_scope(config)
-        engine = TurnEngine(self._backend(), self.store, self.window, self.max_new_tokens)
+        engine = TurnEngine(self._backend(), self.store, self.window, self.max_new_tokens,
+                            save_timeout_s=self.save_timeout_s, on_save_error="raise")
         turn = engine.prepare(to_dicts(self._convert_input(messages).to_messages()), scope, read=False)
         (checkpoint,) = engine.commit([turn], [None])
         assert checkpoint is not None
@@ -375,7 +427,13 @@ def _to_dict(message: BaseMessage) -> dict[str, Any]:
         role = message.type
     if role not in ROLES:
         raise UnknownRoleError(f"message role {role!r} is not supported; use one of {ROLES}")
-    out: dict[str, Any] = {"role": role, "content": _text(message, role)}
+    content = _text(message, role)
+    try:
+        content.encode("utf-8")
+    except UnicodeEncodeError as e:
+        raise UnsupportedContentError(f"a {role} message is not valid Unicode text ({e.reason} at "
+                                      f"character {e.start}); nothing was read or written") from e
+    out: dict[str, Any] = {"role": role, "content": content}
     if isinstance(message, AIMessage) and message.tool_calls:
         out["tool_calls"] = [{"name": c["name"], "args": c["args"], "id": c.get("id")}
                              for c in message.tool_calls]

@@ -9,15 +9,21 @@ agent's latest state, whichever of its threads saved it.
 
 A save names the checkpoint it started from (``parent``); a store whose head moved meanwhile
 raises `MemoryConflictError` instead of silently dropping either update. The chat model then
-re-reads the head and redoes its write pass on top of it.
+re-reads the head and redoes its write pass on top of it, under the key's lock when the store
+has one (`LockingMemoryStore`), so that concurrent turns on one key take turns instead of
+racing. A save may name its checkpoint id, so that retrying a save whose outcome is unknown never
+stores the turn twice.
 """
 
 from __future__ import annotations
 
 import copy
+import inspect
 import json
 import threading
 import uuid
+from collections.abc import Iterator
+from contextlib import AbstractContextManager, contextmanager
 from dataclasses import dataclass, field
 from typing import Any, Protocol, runtime_checkable
 
@@ -66,6 +72,9 @@ class MemoryStore(Protocol):
              parent: str | None) -> str:
         """Store ``state`` (batch size 1) as the key's new head; returns its checkpoint id.
 
+        A store may also take ``checkpoint_id=`` (32 lowercase hex digits): the id of the new
+        record, and a save of an id the key already holds returns it instead of storing twice.
+
         Raises:
             MemoryConflictError: ``parent`` is not the key's current head (None: the key must be
                 empty). Nothing was stored.
@@ -81,12 +90,41 @@ class MemoryStore(Protocol):
         ...
 
 
+class HeldRecord(Protocol):
+    """A key under its writer lock: the head when the lock was taken, and a save on top of it."""
+
+    record: MemoryRecord | None
+
+    def save(self, state: MemoryState, metadata: dict[str, Any], *,
+             checkpoint_id: str | None = None) -> str:
+        """Store ``state`` as the key's new head (a ``checkpoint_id`` it holds: returned as is)."""
+        ...
+
+
+@runtime_checkable
+class LockingMemoryStore(MemoryStore, Protocol):
+    """A `MemoryStore` that can hold one key's writer lock across a read, a write pass and a save."""
+
+    def locked(self, key: MemoryKey) -> AbstractContextManager[HeldRecord]:
+        """Hold the key's writer lock for the block; other ``locked`` callers of the key wait."""
+        ...
+
+
+def takes_checkpoint_id(store: MemoryStore) -> bool:
+    """Whether ``store.save`` accepts ``checkpoint_id=`` (idempotent saves)."""
+    try:
+        return "checkpoint_id" in inspect.signature(store.save).parameters
+    except (TypeError, ValueError):
+        return False
+
+
 class InProcessMemoryStore:
     """`MemoryStore` in a dict, for one process: heads only, copied on the way in and out."""
 
     def __init__(self) -> None:
         self._heads: dict[MemoryKey, MemoryRecord] = {}  # most recently saved last
         self._lock = threading.Lock()
+        self._key_locks: dict[MemoryKey, threading.Lock] = {}
 
     def load(self, key: MemoryKey) -> MemoryRecord | None:
         with self._lock:
@@ -100,20 +138,30 @@ class InProcessMemoryStore:
         return None if record is None else _copy(record)
 
     def save(self, key: MemoryKey, state: MemoryState, metadata: dict[str, Any], *,
-             parent: str | None) -> str:
+             parent: str | None, checkpoint_id: str | None = None) -> str:
         if state.batch_size != 1:
             raise ValueError(f"a memory record holds one conversation; got batch {state.batch_size}")
         json.dumps(metadata)  # metadata must be a JSON object, as in the SQL store
-        checkpoint_id = uuid.uuid4().hex
+        checkpoint_id = checkpoint_id or uuid.uuid4().hex
         record = _copy(MemoryRecord(state, metadata, checkpoint_id))
         with self._lock:
             head = self._heads.get(key)
+            if head is not None and head.checkpoint_id == checkpoint_id:
+                return checkpoint_id  # this very save already happened
             if (head.checkpoint_id if head else None) != parent:
                 raise MemoryConflictError(f"memory {key} moved on: head is "
                                           f"{head.checkpoint_id if head else None}, not {parent}")
             self._heads.pop(key, None)
             self._heads[key] = record
         return checkpoint_id
+
+    @contextmanager
+    def locked(self, key: MemoryKey) -> Iterator[HeldRecord]:
+        """Hold ``key``'s writer lock (in this process) for the block."""
+        with self._lock:
+            lock = self._key_locks.setdefault(key, threading.Lock())
+        with lock:
+            yield _HeldInProcess(self, key)
 
     def delete(self, key: MemoryKey) -> None:
         with self._lock:
@@ -128,6 +176,20 @@ class InProcessMemoryStore:
         """Every key that holds a record."""
         with self._lock:
             return list(self._heads)
+
+
+class _HeldInProcess:
+    def __init__(self, store: InProcessMemoryStore, key: MemoryKey) -> None:
+        self._store, self._key = store, key
+        self.record = store.load(key)
+        self._parent = None if self.record is None else self.record.checkpoint_id
+
+    def save(self, state: MemoryState, metadata: dict[str, Any], *,
+             checkpoint_id: str | None = None) -> str:
+        extra = {"checkpoint_id": checkpoint_id} if takes_checkpoint_id(self._store) else {}
+        cid = self._store.save(self._key, state, metadata, parent=self._parent, **extra)
+        self._parent = cid
+        return cid
 
 
 def _copy(record: MemoryRecord) -> MemoryRecord:

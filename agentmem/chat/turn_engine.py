@@ -5,15 +5,29 @@
 (see ``generation``); `TurnEngine.commit` writes the new messages and the answer in one batched
 write pass and saves each row. Nothing is saved until a row's whole write pass has run, so an error
 never leaves a half-written state. When the store reports that another writer saved first, the
-row's write pass is redone on top of the newer head.
+row's write pass is redone on top of the newer head, under the key's lock when the store has one,
+with jittered back-off until ``save_timeout_s``; every attempt saves under one checkpoint id, so a
+retry never stores the turn twice. A save that finally fails never costs the caller the reply:
+the turn's `TurnCheckpoint` says ``saved=False`` and why (or, with ``on_save_error="raise"``, the
+store's error is raised). Docs: docs/design.md#saving-under-contention-and-faults.
 """
 
 from __future__ import annotations
 
+import logging
+import random
+import time
+import uuid
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Literal
 
-from agentmem.chat.memory_store import MemoryKey, MemoryRecord, MemoryStore
+from agentmem.chat.memory_store import (
+    LockingMemoryStore,
+    MemoryKey,
+    MemoryRecord,
+    MemoryStore,
+    takes_checkpoint_id,
+)
 from agentmem.chat.shared_backbone import ChatBackend
 from agentmem.chat.turn_plan import (
     TurnPlan,
@@ -23,11 +37,17 @@ from agentmem.chat.turn_plan import (
     template_message,
     written_message,
 )
-from agentmem.errors import MemoryConflictError
+from agentmem.errors import AgentMemError, MemoryConflictError
 from agentmem.model.chat_template import EncodedChat
 from agentmem.model.state import MemoryState
 
-SAVE_ATTEMPTS = 4
+log = logging.getLogger("agentmem")
+SAVE_TIMEOUT_S = 60.0
+SaveErrors = Literal["report", "raise"]
+
+
+class TurnCancelled(Exception):  # noqa: N818 - a signal, not an error
+    """The caller stopped waiting for the turn (a cancelled task); nothing is written."""
 
 
 @dataclass(frozen=True)
@@ -56,13 +76,19 @@ class TurnCheckpoint:
     parent_checkpoint_id: str | None
     tokens_written: int
     inherited_from: str | None = None  # agent scope: the checkpoint a new thread started from
+    error: str | None = None  # why the turn could not be saved (then checkpoint_id is None)
+
+    @property
+    def saved(self) -> bool:
+        return self.error is None
 
     def as_dict(self) -> dict[str, Any]:
         key = self.scope.key
         return {"scope": self.scope.kind, "agent_id": key.agent_id if key else None,
                 "thread_id": self.scope.thread, "checkpoint_id": self.checkpoint_id,
                 "parent_checkpoint_id": self.parent_checkpoint_id,
-                "inherited_from": self.inherited_from, "tokens_written": self.tokens_written}
+                "inherited_from": self.inherited_from, "tokens_written": self.tokens_written,
+                "saved": self.saved, "error": self.error}
 
 
 @dataclass(frozen=True)
@@ -100,12 +126,17 @@ class TurnEngine:
         store: where memory records live.
         window: non-system messages shown before the current turn (None: all).
         max_new_tokens: reserved in every length check.
+        save_timeout_s: how long a save keeps retrying (conflicts, a busy or unreachable store).
+        on_save_error: "report" (the reply is returned; its checkpoint says ``saved=False``) or
+            "raise" (the store's error propagates and the reply is lost).
     """
 
     def __init__(self, backend: ChatBackend, store: MemoryStore, window: int | None,
-                 max_new_tokens: int) -> None:
+                 max_new_tokens: int, *, save_timeout_s: float = SAVE_TIMEOUT_S,
+                 on_save_error: SaveErrors = "report") -> None:
         self.backend, self.store = backend, store
         self.window, self.max_new_tokens = window, max_new_tokens
+        self.save_timeout_s, self.on_save_error = save_timeout_s, on_save_error
 
     def prepare(self, messages: list[dict[str, Any]], scope: Scope, *, tools: list[dict] | None = None,
                 prefill: str = "", read: bool = True) -> Turn:
@@ -147,21 +178,71 @@ class TurnEngine:
 
     def _save(self, turn: Turn, answer: Answer | None, job: _Job, state: MemoryState,
               head: Head) -> TurnCheckpoint:
+        """Save the row; on a conflict redo its write pass on the newer head (under the key's lock
+        when the store has one); retry busy or unreachable stores until ``save_timeout_s``."""
         assert turn.scope.key is not None
-        for attempt in range(SAVE_ATTEMPTS):
-            parent = head.record.checkpoint_id if head.record else None
+        cid = uuid.uuid4().hex  # one id for every attempt: a retry never saves the turn twice
+        deadline = time.monotonic() + self.save_timeout_s
+        attempt = 0
+        while True:
             try:
-                cid = self.store.save(turn.scope.key, state, job.metadata, parent=parent)
-                inherited = head.source.checkpoint_id if head.source is not head.record else None
-                return TurnCheckpoint(turn.scope, cid, parent, int(state.tokens_written[0]), inherited)
-            except MemoryConflictError:
-                if attempt == SAVE_ATTEMPTS - 1:
-                    raise
-            head = load_head(self.store, turn.scope)  # another writer won: redo the write on its head
-            base = head.source.state if head.source else self.backend.new_state()
-            job = self._job(turn, answer, head)
-            state = self.backend.write([job.chat], [base])[0] if job.chat else base
-        raise AssertionError("unreachable")
+                if attempt == 0:  # the write pass already ran on the head read by prepare
+                    return self._save_on(turn, head, job, state, cid)
+                if isinstance(self.store, LockingMemoryStore):
+                    return self._save_locked(turn, answer, cid)
+                head = load_head(self.store, turn.scope)
+                job, state = self._rewrite(turn, answer, head)
+                return self._save_on(turn, head, job, state, cid)
+            except AgentMemError as e:
+                retry = isinstance(e, MemoryConflictError) or getattr(e, "retryable", False)
+                if not retry or time.monotonic() >= deadline:
+                    return self._unsaved(turn, head, state, e)
+            time.sleep(random.uniform(0.0, min(1.0, 0.01 * 2 ** min(attempt, 10))))
+            attempt += 1
+
+    def _save_on(self, turn: Turn, head: Head, job: _Job, state: MemoryState,
+                 cid: str) -> TurnCheckpoint:
+        assert turn.scope.key is not None
+        parent = head.record.checkpoint_id if head.record else None
+        extra = {"checkpoint_id": cid} if takes_checkpoint_id(self.store) else {}
+        saved = self.store.save(turn.scope.key, state, job.metadata, parent=parent, **extra)
+        return self._checkpoint(turn, head, saved, parent, state)
+
+    def _save_locked(self, turn: Turn, answer: Answer | None, cid: str) -> TurnCheckpoint:
+        assert turn.scope.key is not None and isinstance(self.store, LockingMemoryStore)
+        with self.store.locked(turn.scope.key) as held:
+            record = held.record
+            if record is not None and record.checkpoint_id == cid:  # an earlier attempt saved it
+                head = Head(record, record)
+                return self._checkpoint(turn, head, cid, None, record.state)
+            if record is None and turn.scope.kind == "agent":
+                head = Head(None, self.store.latest_for_agent(turn.scope.key.agent_id))
+            else:
+                head = Head(record, record)
+            job, state = self._rewrite(turn, answer, head)
+            saved = held.save(state, job.metadata, checkpoint_id=cid)
+        return self._checkpoint(turn, head, saved, record.checkpoint_id if record else None, state)
+
+    def _rewrite(self, turn: Turn, answer: Answer | None, head: Head) -> tuple[_Job, MemoryState]:
+        """The row's write pass redone on top of ``head``."""
+        base = head.source.state if head.source else self.backend.new_state()
+        job = self._job(turn, answer, head)
+        return job, self.backend.write([job.chat], [base])[0] if job.chat else base
+
+    def _checkpoint(self, turn: Turn, head: Head, cid: str, parent: str | None,
+                    state: MemoryState) -> TurnCheckpoint:
+        inherited = head.source.checkpoint_id if head.source is not head.record and head.source \
+            else None
+        return TurnCheckpoint(turn.scope, cid, parent, int(state.tokens_written[0]), inherited)
+
+    def _unsaved(self, turn: Turn, head: Head, state: MemoryState,
+                 error: AgentMemError) -> TurnCheckpoint:
+        if self.on_save_error == "raise":
+            raise error
+        why = f"{type(error).__name__}: {error}"
+        log.warning("memory %s: the turn was answered but not saved (%s)", turn.scope.key, why)
+        parent = head.record.checkpoint_id if head.record else None
+        return TurnCheckpoint(turn.scope, None, parent, int(state.tokens_written[0]), None, why)
 
     def _job(self, turn: Turn, answer: Answer | None, head: Head) -> _Job:
         """What a turn writes on top of ``head``, and the updated message log."""

@@ -87,7 +87,9 @@ def test_update_reads_the_head_and_chains(repo: MemoryRepository) -> None:
     assert [h.seq for h in repo.history("a", "t")] == [4, 3, 2, 1, 0]
 
 
-def test_update_gives_up_after_its_retries(repo: MemoryRepository) -> None:
+def test_update_gives_up_after_its_retries(repo: MemoryRepository, target) -> None:
+    if target.name == "sqlite":
+        pytest.skip("on SQLite update holds the write lock: no plain put can race it")
     chain(repo, 1)
     calls = []
 
@@ -235,10 +237,10 @@ def test_pruning_shrinks_the_sqlite_file(repo: MemoryRepository, target, tmp_pat
         pytest.skip("file-level check; PostgreSQL returns space through (auto)VACUUM")
     path = tmp_path / "memory.sqlite3"
     ids = chain(repo, 120)
-    repo._erase_freed_pages()  # fold the WAL into the file so its size counts every row
+    repo.compact()  # fold the WAL into the file so its size counts every row
     full = path.stat().st_size
     assert full > 120 * 8_000
     repo.prune("a", "t", keep_last=5)
-    repo._erase_freed_pages()
+    repo.compact()
     assert path.stat().st_size < full / 8
     assert [h.checkpoint_id for h in repo.history("a", "t")] == ids[:-6:-1]
