@@ -18,25 +18,38 @@ from store.chat_store import RepositoryMemoryStore
 from store.engine import default_url, make_engine
 from store.errors import (
     CheckpointNotFound,
+    CommitUnknownError,
     ConflictError,
     CorruptCheckpointError,
+    CorruptStoreError,
+    DanglingHeadError,
+    ErasurePendingError,
+    ForeignSchemaError,
     InvalidIdError,
     InvalidMetadataError,
     NonFiniteStateError,
+    NotADatabaseError,
+    ReadOnlyStoreError,
     SchemaVersionError,
     StateMismatchError,
     StoreError,
+    StoreFullError,
+    StoreLockedError,
+    StoreUnavailableError,
 )
 from store.migrations import LATEST_VERSION, migrate
 from store.records import CheckpointInfo, MemoryCheckpoint, StateSpec, ThreadInfo
-from store.repository import MemoryRepository
+from store.repository import HeldThread, MemoryRepository
 
 __all__ = [
     "LATEST_VERSION", "AsyncMemoryRepository", "CheckpointInfo", "CheckpointNotFound",
-    "ConflictError", "CorruptCheckpointError", "InvalidIdError", "InvalidMetadataError",
-    "MemoryCheckpoint", "MemoryRepository", "NonFiniteStateError", "RepositoryMemoryStore",
-    "SchemaVersionError", "StateMismatchError", "StateSpec", "StoreError", "ThreadInfo",
-    "default_url", "make_engine", "migrate",
+    "CommitUnknownError", "ConflictError", "CorruptCheckpointError", "CorruptStoreError",
+    "DanglingHeadError", "ErasurePendingError", "ForeignSchemaError", "HeldThread",
+    "InvalidIdError", "InvalidMetadataError", "MemoryCheckpoint", "MemoryRepository",
+    "NonFiniteStateError", "NotADatabaseError", "ReadOnlyStoreError", "RepositoryMemoryStore",
+    "SchemaVersionError", "StateMismatchError", "StateSpec", "StoreError", "StoreFullError",
+    "StoreLockedError", "StoreUnavailableError", "ThreadInfo", "default_url", "make_engine",
+    "migrate",
 ]
 
 

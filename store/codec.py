@@ -159,6 +159,22 @@ def encode_state(state: MemoryState) -> EncodedState:
                         tokens_written=int(state.tokens_written[0]))
 
 
+def same_state(a: bytes, b: bytes) -> bool:
+    """Whether two blobs hold the same state (safetensors' header order is not stable, so equal
+    states may differ byte for byte)."""
+    if a == b:
+        return True
+    try:
+        x, y = MemoryState.from_bytes(a), MemoryState.from_bytes(b)
+    except StateFormatError:
+        return False
+    return (x.tensors.dtype == y.tensors.dtype and x.tensors.shape == y.tensors.shape
+            and bool((x.tensors == y.tensors).all())
+            and bool((x.tokens_written == y.tokens_written).all())
+            and (x.layer_indices, x.adapter_fingerprint, x.backbone_id, x.config)
+            == (y.layer_indices, y.adapter_fingerprint, y.backbone_id, y.config))
+
+
 def decode_state(row: EncodedState, where: str) -> MemoryState:
     """Verify a stored row and return its state.
 

@@ -61,7 +61,7 @@ BY_ID_FULL = select(*FULL).select_from(C.join(T, _OWNED)).where(
 BY_ID_SEQ = select(C.c.seq).select_from(C.join(T, _OWNED)).where(
     C.c.checkpoint_id == bindparam("cid"), THREAD)
 # A row by id alone: only to recognise a write that already committed (ids are compared after).
-BY_CHECKPOINT_ID = select(*INFO).where(C.c.checkpoint_id == bindparam("cid"))
+BY_CHECKPOINT_ID = select(*FULL).where(C.c.checkpoint_id == bindparam("cid"))
 NEWEST_OF_THREAD = (select(C.c.id, C.c.checkpoint_id).where(C.c.thread_pk == bindparam("pk"))
                     .order_by(C.c.seq.desc()).limit(1))
 # Every head of an agent, most recently written first.

@@ -451,20 +451,21 @@ class MemoryRepository:
                 "remaining checkpoint")
 
     def _replayed(self, conn: Connection, agent_id: str, thread_id: str, cid: str,
-                  checksum: str | None) -> CheckpointInfo | None:
-        """The row ``cid`` if an earlier attempt of this very write committed it."""
+                  blob: bytes | None) -> CheckpointInfo | None:
+        """The row ``cid`` if an earlier attempt of this very write committed it (``blob``: the
+        state it must hold; None: any)."""
         row = conn.execute(q.BY_CHECKPOINT_ID, {"cid": cid}).first()
         if row is None:
             return None
-        if (row.agent_id, row.thread_id) == (agent_id, thread_id) and checksum in (None,
-                                                                                  row.checksum):
+        if (row.agent_id, row.thread_id) == (agent_id, thread_id) and (
+                blob is None or codec.same_state(bytes(row.blob), blob)):
             return q.info(row)
         raise ConflictError(f"checkpoint id {cid} is already used by another write")
 
     def _append_in(self, conn: Connection, agent_id: str, thread_id: str,
                    enc: codec.EncodedState, meta: str, *, cid: str, expected: str | None,
                    lineage: str | None, replay_any: bool = False) -> CheckpointInfo:
-        done = self._replayed(conn, agent_id, thread_id, cid, None if replay_any else enc.checksum)
+        done = self._replayed(conn, agent_id, thread_id, cid, None if replay_any else enc.blob)
         if done is not None:
             return done
         now = datetime.now(UTC)
