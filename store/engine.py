@@ -81,12 +81,18 @@ def _sqlite_engine(url: str, **kwargs: Any) -> Engine:
     path = make_url(url).database
     if not path or path == ":memory:" or path.startswith("file::memory:"):
         raise ValueError("the store needs an SQLite file, not an in-memory database")
+    if path.startswith("file:"):  # an SQLite URI (?mode=ro&uri=true): SQLite opens it as given
+        return _sqlite_connected(url, **kwargs)
     file = Path(path).expanduser()
     if file.is_dir():
         raise NotADatabaseError(f"{file} is a directory; the store needs an SQLite file path "
                                 "(e.g. a memory.sqlite3 inside it)")
     with translated(f"creating the folder of {file}"):
         file.parent.mkdir(parents=True, exist_ok=True)
+    return _sqlite_connected(url, **kwargs)
+
+
+def _sqlite_connected(url: str, **kwargs: Any) -> Engine:
     connect_args = {"timeout": BUSY_TIMEOUT_S, **kwargs.pop("connect_args", {})}
     engine = create_engine(url, connect_args=connect_args, **kwargs)
     event.listen(engine, "connect", _sqlite_connect(float(connect_args["timeout"])))

@@ -576,7 +576,8 @@ class MemoryRepository:
         return dbapi
 
     def _sqlite_path(self) -> str:
-        return str(self._engine.url.database)
+        path = str(self._engine.url.database)
+        return path.removeprefix("file:").split("?")[0] if path.startswith("file:") else path
 
     def _sqlite_bytes(self) -> int:
         path = self._sqlite_path()
