@@ -41,6 +41,7 @@ _HINT = {
     ForeignSchemaError: "the store's tables are missing or belong to another application; use "
                         "another database (or PostgreSQL schema=) for the store",
     ConflictError: "another writer committed first; re-read the head and retry",
+    StoreError: "the database refused the operation (see the chained error)",
 }
 
 # SQLite primary result codes (sqlite3.Error.sqlite_errorname minus any extended suffix).
@@ -99,8 +100,7 @@ def _classify(exc: BaseException, orig: BaseException) -> type[StoreError]:
             return ForeignSchemaError
         if "locked" in text:
             return StoreLockedError
-        return StoreUnavailableError if isinstance(orig, sqlite3.OperationalError) \
-            else ForeignSchemaError
+        return StoreUnavailableError if isinstance(orig, sqlite3.OperationalError) else StoreError
     state = getattr(orig, "sqlstate", None)
     if isinstance(state, str):
         for key in (state, state[:2]):
@@ -112,7 +112,7 @@ def _classify(exc: BaseException, orig: BaseException) -> type[StoreError]:
         return StoreUnavailableError  # the connection broke before the server said why
     if isinstance(orig, OSError):
         return StoreUnavailableError
-    return ForeignSchemaError if isinstance(exc, DBAPIError) else StoreUnavailableError
+    return StoreError if isinstance(exc, DBAPIError) else StoreUnavailableError
 
 
 @contextmanager

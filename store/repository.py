@@ -588,7 +588,8 @@ class MemoryRepository:
         with translated("compacting the store"), self._engine.connect() as conn:
             conn = conn.execution_options(isolation_level="AUTOCOMMIT")
             conn.exec_driver_sql(f"SET lock_timeout = '{int(self._lock_timeout_s * 1000)}ms'")
-            size = text("SELECT sum(pg_total_relation_size(to_regclass(t))) FROM unnest(:ts) t")
+            size = text("SELECT sum(pg_total_relation_size(to_regclass(t))) "
+                        "FROM unnest(CAST(:ts AS text[])) AS t")
             before = int(conn.execute(size, {"ts": tables}).scalar() or 0)
             for name in tables:  # names of the store's own tables, quoted by the dialect
                 conn.exec_driver_sql(f"VACUUM FULL {conn.dialect.identifier_preparer.quote(name)}")
