@@ -8,7 +8,13 @@ model), ``train``, ``eval`` and ``data`` (docs/design.md#architecture).
 from typing import TYPE_CHECKING, Any
 
 from agentmem import _deprecated
-from agentmem.chat.memory_store import InProcessMemoryStore, MemoryKey, MemoryRecord, MemoryStore
+from agentmem.chat.memory_store import (
+    InProcessMemoryStore,
+    LockingMemoryStore,
+    MemoryKey,
+    MemoryRecord,
+    MemoryStore,
+)
 from agentmem.chat.turn_plan import fork_metadata
 from agentmem.errors import (
     AdapterError,
@@ -36,7 +42,8 @@ if TYPE_CHECKING:
 
 __all__ = [
     "AdapterError", "AgentMemError", "BackboneError", "DeltaMemChatModel", "DeltaMemConfig",
-    "EmptyConversationError", "InProcessMemoryStore", "InputTooLongError", "MemoryConflictError",
+    "EmptyConversationError", "InProcessMemoryStore", "InputTooLongError", "LockingMemoryStore",
+    "MemoryConflictError",
     "MemoryKey", "MemoryRecord", "MemoryState", "MemoryStore", "MissingMemoryKeyError",
     "MissingMessageSpansError", "StateFormatError", "StateMismatchError",
     "ToolCallingNotSupportedError", "fork_metadata", "UnknownRoleError", "UnsupportedArchitectureError",

@@ -592,7 +592,8 @@ class MemoryRepository:
                         "FROM unnest(CAST(:ts AS text[])) AS t")
             before = int(conn.execute(size, {"ts": tables}).scalar() or 0)
             for name in tables:  # names of the store's own tables, quoted by the dialect
-                conn.exec_driver_sql(f"VACUUM FULL {conn.dialect.identifier_preparer.quote(name)}")
+                conn.exec_driver_sql(
+                    f"VACUUM (FULL, ANALYZE) {conn.dialect.identifier_preparer.quote(name)}")
             return before - int(conn.execute(size, {"ts": tables}).scalar() or 0)
 
     def _retrying(self, once: Callable[[], R], cid: str) -> R:
