@@ -325,7 +325,7 @@ class MemoryRepository:
                 dbapi.execute("PRAGMA auto_vacuum = INCREMENTAL")
                 dbapi.execute("VACUUM")
         self._shrink(erase=True)
-        return before - self._sqlite_bytes()
+        return max(0, before - self._sqlite_bytes())
 
     def repair_head(self, agent_id: str, thread_id: str) -> str | None:
         """Point a thread whose head row is gone (:class:`DanglingHeadError`) at its newest
@@ -594,7 +594,7 @@ class MemoryRepository:
             for name in tables:  # names of the store's own tables, quoted by the dialect
                 conn.exec_driver_sql(
                     f"VACUUM (FULL, ANALYZE) {conn.dialect.identifier_preparer.quote(name)}")
-            return before - int(conn.execute(size, {"ts": tables}).scalar() or 0)
+            return max(0, before - int(conn.execute(size, {"ts": tables}).scalar() or 0))
 
     def _retrying(self, once: Callable[[], R], cid: str) -> R:
         """Run a write; while the database cannot be reached, retry it (same checkpoint id, so
