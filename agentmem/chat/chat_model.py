@@ -8,7 +8,9 @@ key from the RunnableConfig and shapes chunks; turns, decoding and storage live 
 from __future__ import annotations
 
 import asyncio
+import difflib
 import json
+import math
 import threading
 from collections.abc import AsyncIterator, Callable, Iterator, Sequence
 from typing import Any, Literal
@@ -34,12 +36,13 @@ from langchain_core.outputs import ChatGeneration, ChatGenerationChunk, ChatResu
 from langchain_core.runnables import Runnable, RunnableConfig
 from langchain_core.runnables.config import ensure_config, get_config_list, run_in_executor
 from langchain_core.utils.function_calling import convert_to_openai_tool
-from pydantic import ConfigDict, Field
+from langchain_core.utils.utils import LC_ID_PREFIX
+from pydantic import AliasChoices, ConfigDict, Field, model_validator
 
 from agentmem.chat.call import Call, Reply
 from agentmem.chat.memory_store import InProcessMemoryStore, MemoryKey, MemoryStore
-from agentmem.chat.shared_backbone import ChatBackend, get_backend
-from agentmem.chat.tools import forced_prefix
+from agentmem.chat.shared_backbone import ChatBackend, get_backend, get_tokenizer
+from agentmem.chat.tools import forced_prefix, template_supports_tools
 from agentmem.chat.turn_engine import (
     SAVE_TIMEOUT_S,
     Scope,
@@ -48,7 +51,7 @@ from agentmem.chat.turn_engine import (
     load_head,
     waves,
 )
-from agentmem.chat.turn_plan import ROLES
+from agentmem.chat.turn_plan import ROLES, template_message
 from agentmem.errors import (
     MissingMemoryKeyError,
     ToolCallingNotSupportedError,
@@ -62,6 +65,11 @@ from agentmem.model.state import MemoryState
 _SKIPPED_BLOCKS = {"tool_use", "tool_call", "tool_call_chunk", "invalid_tool_call", "thinking",
                    "reasoning", "redacted_thinking", "server_tool_call", "server_tool_result"}
 _SAMPLING_KEYS = ("temperature", "top_p", "top_k", "do_sample", "seed")
+# Keywords a call may carry: sampling and length overrides, what bind_tools binds, and what
+# LangChain itself passes down (``ls_structured_output_format``); ``memory`` and ``cancel`` are
+# this class's own plumbing.
+_CALL_KEYS = frozenset({*_SAMPLING_KEYS, "max_tokens", "max_new_tokens", "stop", "tools",
+                        "tool_choice", "model", "ls_structured_output_format", "memory", "cancel"})
 
 
 class DeltaMemChatModel(BaseChatModel):
@@ -81,13 +89,17 @@ class DeltaMemChatModel(BaseChatModel):
     (backbone, adapter, device).
     """
 
-    backbone: str = DEFAULT_BACKBONE
-    """Embedded backbone name or a local HF folder."""
+    backbone: str = Field(default=DEFAULT_BACKBONE,
+                          validation_alias=AliasChoices("backbone", "model", "model_name"))
+    """Embedded backbone name or a local HF folder (``model=`` and ``model_name=`` also set it,
+    as in other LangChain chat models)."""
     adapter: str | None = None
     """δ-mem adapter folder; None: the one shipped for the backbone, else a fresh one (warns)."""
     window: int | None = Field(default=None, ge=0)
     """Messages shown before the current turn; None: all given, 0: memory only."""
-    max_new_tokens: int = Field(default=256, ge=1, alias="max_tokens")
+    max_tokens: int = Field(default=256, ge=1,
+                            validation_alias=AliasChoices("max_tokens", "max_new_tokens"))
+    """Tokens generated at most per answer (``max_new_tokens=`` also sets it)."""
     temperature: float = Field(default=0.0, ge=0.0)
     """0 decodes greedily."""
     top_p: float = Field(default=1.0, gt=0.0, le=1.0)
@@ -110,7 +122,33 @@ class DeltaMemChatModel(BaseChatModel):
     ``response_metadata["memory"]["saved"]`` False and the reason in ``["error"]`` (and a
     warning on the ``agentmem`` logger); "raise" raises the store's error instead of replying."""
 
-    model_config = ConfigDict(populate_by_name=True, arbitrary_types_allowed=True)
+    model_config = ConfigDict(populate_by_name=True, arbitrary_types_allowed=True, extra="forbid")
+
+    @model_validator(mode="before")
+    @classmethod
+    def _known_arguments(cls, values: Any) -> Any:
+        """Refuse a constructor argument this model does not take, naming the nearest ones."""
+        if not isinstance(values, dict):
+            return values
+        known = set(cls.model_fields)
+        for field in cls.model_fields.values():
+            alias = field.validation_alias
+            known |= set(alias.choices) if isinstance(alias, AliasChoices) else {alias} - {None}
+        unknown = sorted(k for k in values if k not in known)
+        if unknown:
+            hints = {k: difflib.get_close_matches(k, sorted(map(str, known)), n=1) for k in unknown}
+            said = ", ".join(f"{k!r}" + (f" (did you mean {h[0]!r}?)" if h else "")
+                             for k, h in hints.items())
+            raise ValueError(f"DeltaMemChatModel does not take {said}; see its fields: backbone "
+                             "(model), adapter, window, max_tokens, temperature, top_p, top_k, "
+                             "do_sample, seed, stop, memory_scope, device, streaming, store, "
+                             "save_timeout_s, on_save_error")
+        return values
+
+    @property
+    def max_new_tokens(self) -> int:
+        """The same as ``max_tokens``."""
+        return self.max_tokens
 
     # ----- identity ---------------------------------------------------------------------------
     @property
@@ -123,7 +161,7 @@ class DeltaMemChatModel(BaseChatModel):
 
     @property
     def _identifying_params(self) -> dict[str, Any]:
-        return {k: getattr(self, k) for k in ("backbone", "adapter", "window", "max_new_tokens",
+        return {k: getattr(self, k) for k in ("backbone", "adapter", "window", "max_tokens",
                                               *_SAMPLING_KEYS, "stop", "memory_scope")}
 
     def _get_ls_params(self, stop: list[str] | None = None, **kwargs: Any) -> LangSmithParams:
@@ -131,7 +169,9 @@ class DeltaMemChatModel(BaseChatModel):
         params = LangSmithParams(ls_provider="agentmem", ls_model_type="chat",
                                  ls_model_name=model if isinstance(model, str) else self.model_name,
                                  ls_temperature=kwargs.get("temperature", self.temperature),
-                                 ls_max_tokens=self._params(kwargs).max_new_tokens)
+                                 ls_max_tokens=self._params(
+                                     {k: v for k, v in kwargs.items() if k in _CALL_KEYS}
+                                 ).max_new_tokens)
         if stop or self.stop:
             params["ls_stop"] = [*(self.stop or []), *(stop or [])]
         return params
@@ -171,12 +211,23 @@ class DeltaMemChatModel(BaseChatModel):
         stop = kwargs.pop("stop", None)
         kwargs.pop("memory", None)
         cancel = kwargs.pop("cancel", None)
-        messages = [self._convert_input(x).to_messages() for x in inputs]
-        runs = [self._start_run(m, c, stop, kwargs, len(inputs)) for m, c in zip(messages, configs,
-                                                                               strict=True)]
-        scopes = [self.scope(c) for c in configs]
+        self._check_call(kwargs)
         results: list[Any] = [None] * len(inputs)
-        for wave in waves(scopes):
+        messages: list[list[BaseMessage]] = [[] for _ in inputs]
+        for i, x in enumerate(inputs):  # a row that cannot be read fails alone
+            try:
+                messages[i] = self._convert_input(x).to_messages()
+            except Exception as e:
+                if not return_exceptions:
+                    raise
+                results[i] = e
+        rows = [i for i, r in enumerate(results) if r is None]
+        runs: list[Any] = [None] * len(inputs)
+        for i in rows:
+            runs[i] = self._start_run(messages[i], configs[i], stop, kwargs, len(inputs))
+        scopes = [self.scope(c) for c in configs]
+        for wave in waves([scopes[i] for i in rows]):
+            wave = [rows[j] for j in wave]
             if cancel is not None and cancel.is_set():
                 break  # abatch was cancelled: nobody reads the results, nothing more is written
             self._run_wave(wave, messages, scopes, runs, results, stop, kwargs, cancel)
@@ -220,7 +271,8 @@ class DeltaMemChatModel(BaseChatModel):
                 runs[i].on_llm_error(e)
             return
         for i, reply in zip(ok, replies, strict=True):
-            results[i] = _message(reply, self.output_version, f"lc_run-{runs[i].run_id}")
+            results[i] = _message(reply, self.output_version,
+                                  f"{LC_ID_PREFIX}-{runs[i].run_id}-0")  # as invoke names it
             runs[i].on_llm_end(LLMResult(generations=[[ChatGeneration(message=results[i])]]))
 
     def _start_run(self, messages: list[BaseMessage], config: RunnableConfig, stop: list[str] | None,
@@ -281,7 +333,17 @@ class DeltaMemChatModel(BaseChatModel):
         (reply,) = call.finish([turn], [text], decoder, cancel=cancel)
         yield ChatGenerationChunk(message=_final_chunk(reply, text.emitted))
 
+    def _check_call(self, kwargs: dict[str, Any]) -> None:
+        """Refuse keywords a call cannot take, and out-of-range sampling values."""
+        unknown = sorted(k for k in kwargs if k not in _CALL_KEYS)
+        if unknown:
+            raise TypeError(f"DeltaMemChatModel calls do not take {', '.join(map(repr, unknown))};"
+                            " per-call options: max_tokens, temperature, top_p, top_k, do_sample,"
+                            " seed, stop (and tools / tool_choice through bind_tools)")
+        self._params(kwargs)
+
     def _call(self, stop: list[str] | None, kwargs: dict[str, Any]) -> Call:
+        self._check_call(kwargs)
         model = kwargs.get("model")
         if model is not None and model != self.backbone:
             raise ValueError(f"model={model!r}: a per-call backbone is not supported; build a "
@@ -289,9 +351,7 @@ class DeltaMemChatModel(BaseChatModel):
         backend = self._backend()
         tools = kwargs.get("tools") if kwargs.get("tool_choice") != "none" else None
         if tools and not backend.supports_tools:
-            raise ToolCallingNotSupportedError(
-                f"the chat template of backbone {self.backbone!r} has no tool support; bind tools "
-                "only to backbones whose template takes tools= (e.g. Qwen2.5, Qwen3)")
+            raise ToolCallingNotSupportedError(_NO_TOOLS.format(backbone=self.backbone))
         names = [t["function"]["name"] for t in tools or []]
         prefill = forced_prefix(kwargs.get("tool_choice"), names) if tools else ""
         params = self._params(kwargs)
@@ -301,9 +361,53 @@ class DeltaMemChatModel(BaseChatModel):
                     tools, prefill)
 
     def _params(self, kwargs: dict[str, Any]) -> SamplingParams:
+        """This call's sampling: the model's fields, overridden per call; checked like the fields.
+
+        Raises:
+            ValueError: a value the field would refuse (named as the caller spelled it).
+        """
         values = {k: kwargs.get(k, getattr(self, k)) for k in _SAMPLING_KEYS}
-        n = kwargs.get("max_new_tokens", kwargs.get("max_tokens", self.max_new_tokens))
+        name = "max_new_tokens" if "max_new_tokens" in kwargs else "max_tokens"
+        n = kwargs.get(name, self.max_tokens)
+        checks = {name: _is_int(n) and n >= 1,
+                  "temperature": _is_number(values["temperature"]) and values["temperature"] >= 0,
+                  "top_p": _is_number(values["top_p"]) and 0 < values["top_p"] <= 1,
+                  "top_k": _is_int(values["top_k"]) and values["top_k"] >= 0,
+                  "do_sample": values["do_sample"] in (None, True, False),
+                  "seed": values["seed"] is None or _is_int(values["seed"])}
+        bad = [k for k, ok in checks.items() if not ok]
+        if bad:
+            k = bad[0]
+            raise ValueError(f"{k}={kwargs.get(k, values.get(k, n))!r} is out of range "
+                             f"({_RANGES[k.replace('max_new_tokens', 'max_tokens')]})")
         return SamplingParams(max_new_tokens=n, **values)
+
+    def _get_invocation_params(self, stop: list[str] | None = None, **kwargs: Any
+                               ) -> dict[str, Any]:
+        """What callbacks see: the model's parameters and the memory key as plain ids."""
+        scope = kwargs.pop("memory", None)
+        kwargs.pop("cancel", None)
+        params = super()._get_invocation_params(stop=stop, **kwargs)
+        if isinstance(scope, Scope) and scope.key is not None:
+            params.update(agent_id=scope.key.agent_id, thread_id=scope.key.thread_id,
+                          memory_scope=scope.kind)
+        return params
+
+    # ----- token counting (trim_messages(token_counter=chat)) --------------------------------------
+    def get_token_ids(self, text: str) -> list[int]:
+        """Token ids of ``text`` by the backbone's own tokenizer (local; nothing is downloaded)."""
+        return list(get_tokenizer(self.backbone).encode(text, add_special_tokens=False))
+
+    def get_num_tokens_from_messages(self, messages: list[BaseMessage],
+                                     tools: Sequence[Any] | None = None) -> int:
+        """Tokens ``messages`` take in the backbone's chat template (without a generation prompt)."""
+        if not messages:
+            return 0
+        tokenizer = get_tokenizer(self.backbone)
+        kwargs = {"tools": [convert_to_openai_tool(t) for t in tools]} if tools else {}
+        chat = [template_message(m) for m in to_dicts(messages)]
+        text = tokenizer.apply_chat_template(chat, tokenize=False, **kwargs)
+        return len(tokenizer(text, add_special_tokens=False)["input_ids"])
 
     def _backend(self) -> ChatBackend:
         return get_backend(self.backbone, self.adapter, self.device)
@@ -317,10 +421,15 @@ class DeltaMemChatModel(BaseChatModel):
                    **kwargs: Any) -> Runnable[LanguageModelInput, AIMessage]:
         """Bind tools (any LangChain tool form) for templates with tool support.
 
+        A backbone whose chat template takes no tools is refused here, at bind time (so
+        ``with_structured_output`` and ``create_react_agent`` fail at once, not at the first call).
+
         Args:
             tool_choice: None/"auto" (the model decides), "none" (tools hidden), "any"/"required"/
                 True (a call is forced) or a tool name (that tool is called).
         """
+        if tool_choice != "none" and not template_supports_tools(get_tokenizer(self.backbone)):
+            raise ToolCallingNotSupportedError(_NO_TOOLS.format(backbone=self.backbone))
         formatted = [convert_to_openai_tool(t) for t in tools]
         if tool_choice is not None:
             forced_prefix(tool_choice, [t["function"]["name"] for t in formatted])  # validates
@@ -350,7 +459,7 @@ class DeltaMemChatModel(BaseChatModel):
         ``save_timeout_s`` of retries) whatever ``on_save_error`` says.
         """
         scope = self._required_scope(config)
-        engine = TurnEngine(self._backend(), self.store, self.window, self.max_new_tokens,
+        engine = TurnEngine(self._backend(), self.store, self.window, self.max_tokens,
                             save_timeout_s=self.save_timeout_s, on_save_error="raise")
         turn = engine.prepare(to_dicts(self._convert_input(messages).to_messages()), scope, read=False)
         (checkpoint,) = engine.commit([turn], [None])
@@ -381,6 +490,24 @@ class DeltaMemChatModel(BaseChatModel):
             raise MissingMemoryKeyError(f"memory operations need config={{'configurable': "
                                         f"{{'{need.split()[0]}': ...}}}} ({need})")
         return scope
+
+
+_NO_TOOLS = ("the chat template of backbone {backbone!r} has no tool support, so tools cannot be "
+             "bound (bind_tools, with_structured_output, create_react_agent). Use a backbone "
+             "whose template takes tools=, e.g. Qwen2.5-Instruct or Qwen3, from a local folder "
+             "downloaded beforehand (agentmem never downloads): DeltaMemChatModel("
+             "model='/path/to/Qwen2.5-1.5B-Instruct')")
+_RANGES = {"max_tokens": "an integer >= 1", "temperature": "a number >= 0",
+           "top_p": "a number in (0, 1]", "top_k": "an integer >= 0",
+           "do_sample": "True, False or None", "seed": "an integer or None"}
+
+
+def _is_int(v: Any) -> bool:
+    return isinstance(v, int) and not isinstance(v, bool)
+
+
+def _is_number(v: Any) -> bool:
+    return isinstance(v, int | float) and not isinstance(v, bool) and math.isfinite(v)
 
 
 def _final_chunk(reply: Reply, emitted: int) -> AIMessageChunk:

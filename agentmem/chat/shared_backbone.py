@@ -19,7 +19,7 @@ from agentmem.chat.tools import template_supports_tools
 from agentmem.errors import InputTooLongError
 from agentmem.model.adapters import load_adapter, shipped_adapter
 from agentmem.model.attach import DeltaMemModel, attach_delta_mem
-from agentmem.model.backbones import load_backbone
+from agentmem.model.backbones import load_backbone, resolve_backbone
 from agentmem.model.chat_template import EncodedChat, encode_chat
 from agentmem.model.config import DeltaMemConfig
 from agentmem.model.decoding import BatchDecoder, SamplingParams, eos_ids
@@ -97,6 +97,27 @@ class ChatBackend:
         new = write_tokens(self.dm, ids, MemoryState.stack(states), attention_mask=mask,
                            spans=[c.written_spans(self.dm.config.write_policy) for c in chats])
         return [new.row(b) for b in range(len(chats))]
+
+
+_TOKENIZERS: dict[str, Any] = {}
+
+
+def get_tokenizer(backbone: str) -> Any:
+    """The backbone's tokenizer, without loading its weights (a loaded backend's when there is one).
+
+    Raises:
+        BackboneError: an unknown name or a folder without a config.json (nothing is downloaded).
+    """
+    with _LOCK:
+        for (name, _adapter, _device), backend in _BACKENDS.items():
+            if name == backbone:
+                return backend.tokenizer
+        if backbone not in _TOKENIZERS:
+            from transformers import AutoTokenizer
+
+            _TOKENIZERS[backbone] = AutoTokenizer.from_pretrained(resolve_backbone(backbone),
+                                                                  local_files_only=True)
+        return _TOKENIZERS[backbone]
 
 
 def get_backend(backbone: str, adapter: str | None = None, device: str | None = None) -> ChatBackend:

@@ -172,9 +172,18 @@ class TurnEngine:
         for i, (turn, answer, job) in enumerate(zip(turns, answers, jobs, strict=True)):
             if job is None:
                 out.append(None)
-                continue
-            out.append(self._save(turn, answer, job, states.get(i, turn.state), turn.head))
+            elif job.chat is None and answer is None:  # remember() of what memory already holds
+                out.append(self._unchanged(turn))
+            else:
+                out.append(self._save(turn, answer, job, states.get(i, turn.state), turn.head))
         return out
+
+    def _unchanged(self, turn: Turn) -> TurnCheckpoint:
+        """Nothing new to write: no checkpoint is added; the current head is reported."""
+        record, source = turn.head.record, turn.head.source
+        inherited = source.checkpoint_id if source is not record and source else None
+        return TurnCheckpoint(turn.scope, record.checkpoint_id if record else None, None,
+                              int(turn.state.tokens_written[0]), inherited)
 
     def _save(self, turn: Turn, answer: Answer | None, job: _Job, state: MemoryState,
               head: Head) -> TurnCheckpoint:

@@ -37,6 +37,14 @@ class MemoryState:
     backbone_id: str
     config: DeltaMemConfig
 
+    def __repr__(self) -> str:
+        """A one-line summary (the tensors are not printed)."""
+        b, layers, n, r, _ = self.tensors.shape
+        tokens = self.tokens_written.tolist()
+        return (f"MemoryState(batch={b}, layers={layers}, states={n}, rank={r}, "
+                f"tokens_written={tokens if b <= 8 else tokens[:8] + ['…']}, "
+                f"adapter={self.adapter_fingerprint[:16]}, backbone={self.backbone_id!r})")
+
     def __post_init__(self) -> None:
         c = self.config
         if self.tensors.dtype != torch.float32:

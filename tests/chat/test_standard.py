@@ -64,6 +64,12 @@ class TestDeltaMemChatModelUnit(ChatModelUnitTests):
         return DeltaMemChatModel
 
     @property
+    def standard_chat_model_params(self) -> dict[str, Any]:
+        # A local model has no timeout, retries or API key: it refuses those arguments.
+        return {k: v for k, v in super().standard_chat_model_params.items()
+                if k in ("temperature", "max_tokens", "stop")}
+
+    @property
     def chat_model_params(self) -> dict[str, Any]:
         return {"backbone": tiny_backbone_dir()}
 

@@ -77,10 +77,13 @@ def test_forced_prefix():
         forced_prefix("c", ["a", "b"])
 
 
-def test_backbone_without_tool_template_says_so(make_model, smol_dir):
-    bound = make_model(backbone=smol_dir).bind_tools([get_weather])
-    with pytest.raises(ToolCallingNotSupportedError, match="no tool support"):
-        bound.invoke("Weather in Paris?")
+def test_backbone_without_tool_template_says_so_at_bind_time(make_model, smol_dir):
+    model = make_model(backbone=smol_dir)
+    with pytest.raises(ToolCallingNotSupportedError, match="no tool support.*local folder"):
+        model.bind_tools([get_weather])
+    with pytest.raises(ToolCallingNotSupportedError):
+        model.with_structured_output({"title": "Weather", "type": "object", "properties": {
+            "location": {"type": "string"}}})
     assert make_model(backbone=smol_dir).bind_tools([get_weather], tool_choice="none").invoke("Hi")
 
 
