@@ -31,11 +31,23 @@ from graphs.context import MemoryContext, Router, Specialist, route_by_mention
 from graphs.errors import MemoryBranchError, MissingContextError, TurnRejectedError
 from graphs.state import AgentState, MemoryRef
 from graphs.threads import aforget_thread, afork_thread, forget_thread, fork_thread, memory_of
+from graphs.user_graphs import (
+    ChatMemory,
+    MemoryMessagesState,
+    MemoryStoreMismatchError,
+    MissingMemoryStateError,
+    ainvoke_with_memory,
+    aopen_chat_memory,
+    invoke_with_memory,
+    open_chat_memory,
+)
 
 __all__ = [
-    "AgentState", "MemoryBranchError", "MemoryContext", "MemoryRef", "MissingContextError", "Router",
-    "Specialist", "TurnRejectedError", "afork_thread", "aforget_thread", "async_postgres_checkpointer",
+    "AgentState", "ChatMemory", "MemoryBranchError", "MemoryContext", "MemoryMessagesState",
+    "MemoryRef", "MemoryStoreMismatchError", "MissingContextError", "MissingMemoryStateError",
+    "Router", "Specialist", "TurnRejectedError", "afork_thread", "aforget_thread",
+    "ainvoke_with_memory", "aopen_chat_memory", "async_postgres_checkpointer",
     "async_sqlite_checkpointer", "build_memory_agent", "build_router_agent", "default_checkpointer",
-    "fork_thread", "forget_thread", "memory_lineage", "memory_of", "postgres_checkpointer",
-    "route_by_mention", "sqlite_checkpointer",
+    "fork_thread", "forget_thread", "invoke_with_memory", "memory_lineage", "memory_of",
+    "open_chat_memory", "postgres_checkpointer", "route_by_mention", "sqlite_checkpointer",
 ]

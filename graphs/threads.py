@@ -49,10 +49,16 @@ def _forked_refs(repo: MemoryRepository, refs: dict[str, MemoryRef], new_thread_
     return out
 
 
-def fork_thread(graph: CompiledStateGraph, context: MemoryContext, config: RunnableConfig,
-                new_thread_id: str) -> RunnableConfig:
+def fork_thread(graph: CompiledStateGraph, context: MemoryContext | MemoryRepository,
+                config: RunnableConfig, new_thread_id: str, *,
+                as_node: str = "respond") -> RunnableConfig:
     """Copy the conversation at ``config`` (a thread's latest, or any checkpoint config of it)
     into thread ``new_thread_id``, each agent's memory forked from the matching checkpoint.
+
+    Args:
+        context: the graph's `MemoryContext`, or the memory repository itself (your own graph:
+            ``model.store.repository``).
+        as_node: the node the copied state is written as (your graph's node that calls the model).
 
     Returns:
         The new thread's checkpoint config.
@@ -66,23 +72,28 @@ def fork_thread(graph: CompiledStateGraph, context: MemoryContext, config: Runna
         raise ValueError("the thread has no state to fork")
     if graph.get_state(_config(new_thread_id)).values:
         raise ValueError(f"thread {new_thread_id!r} already exists")
-    refs = _forked_refs(context.repository, snap.values.get("memory") or {}, new_thread_id)
+    refs = _forked_refs(_repository(context), snap.values.get("memory") or {}, new_thread_id)
     return graph.update_state(_config(new_thread_id), {**snap.values, "memory": refs},
-                              as_node="respond")
+                              as_node=as_node)
 
 
-async def afork_thread(graph: CompiledStateGraph, context: MemoryContext, config: RunnableConfig,
-                       new_thread_id: str) -> RunnableConfig:
+async def afork_thread(graph: CompiledStateGraph, context: MemoryContext | MemoryRepository,
+                       config: RunnableConfig, new_thread_id: str, *,
+                       as_node: str = "respond") -> RunnableConfig:
     """Async :func:`fork_thread` (for graphs compiled with an async checkpointer)."""
     snap = await graph.aget_state(config)
     if not snap.values:
         raise ValueError("the thread has no state to fork")
     if (await graph.aget_state(_config(new_thread_id))).values:
         raise ValueError(f"thread {new_thread_id!r} already exists")
-    refs = await asyncio.to_thread(_forked_refs, context.repository,
+    refs = await asyncio.to_thread(_forked_refs, _repository(context),
                                    snap.values.get("memory") or {}, new_thread_id)
     return await graph.aupdate_state(_config(new_thread_id), {**snap.values, "memory": refs},
-                                     as_node="respond")
+                                     as_node=as_node)
+
+
+def _repository(context: MemoryContext | MemoryRepository) -> MemoryRepository:
+    return context if isinstance(context, MemoryRepository) else context.repository
 
 
 def _delete_memory(repo: MemoryRepository, agents: set[str], thread_id: str) -> int:
