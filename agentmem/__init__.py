@@ -8,14 +8,6 @@ model), ``train``, ``eval`` and ``data`` (docs/design.md#architecture).
 from typing import TYPE_CHECKING, Any
 
 from agentmem import _deprecated
-from agentmem.chat.memory_store import (
-    InProcessMemoryStore,
-    LockingMemoryStore,
-    MemoryKey,
-    MemoryRecord,
-    MemoryStore,
-)
-from agentmem.chat.turn_plan import fork_metadata
 from agentmem.errors import (
     AdapterError,
     AgentMemError,
@@ -32,13 +24,34 @@ from agentmem.errors import (
     UnsupportedArchitectureError,
     UnsupportedContentError,
 )
-from agentmem.model.config import DeltaMemConfig
-from agentmem.model.state import MemoryState
 
 _deprecated.install()
 
+# name -> module, imported on first use: `import agentmem` (and `agentmem --help`) loads no torch
+_LAZY = {
+    "InProcessMemoryStore": "agentmem.chat.memory_store",
+    "LockingMemoryStore": "agentmem.chat.memory_store",
+    "MemoryKey": "agentmem.chat.memory_store",
+    "MemoryRecord": "agentmem.chat.memory_store",
+    "MemoryStore": "agentmem.chat.memory_store",
+    "fork_metadata": "agentmem.chat.turn_plan",
+    "DeltaMemConfig": "agentmem.model.config",
+    "MemoryState": "agentmem.model.state",
+    "DeltaMemChatModel": "agentmem.chat.chat_model",
+}
+
 if TYPE_CHECKING:
     from agentmem.chat.chat_model import DeltaMemChatModel
+    from agentmem.chat.memory_store import (
+        InProcessMemoryStore,
+        LockingMemoryStore,
+        MemoryKey,
+        MemoryRecord,
+        MemoryStore,
+    )
+    from agentmem.chat.turn_plan import fork_metadata
+    from agentmem.model.config import DeltaMemConfig
+    from agentmem.model.state import MemoryState
 
 __all__ = [
     "AdapterError", "AgentMemError", "BackboneError", "DeltaMemChatModel", "DeltaMemConfig",
@@ -52,11 +65,13 @@ __all__ = [
 
 
 def __getattr__(name: str) -> Any:
-    # The chat model pulls in langchain_core: import it only when asked for.
-    if name == "DeltaMemChatModel":
-        from agentmem.chat.chat_model import DeltaMemChatModel
+    if name in _LAZY:
+        import importlib
 
-        return DeltaMemChatModel
+        value = getattr(importlib.import_module(_LAZY[name]), name)
+        globals()[name] = value
+        return value
     if name == "InMemoryStore":
-        return _deprecated.renamed("agentmem", name, "InProcessMemoryStore", InProcessMemoryStore)
+        return _deprecated.renamed("agentmem", name, "InProcessMemoryStore",
+                                   __getattr__("InProcessMemoryStore"))
     raise AttributeError(f"module 'agentmem' has no attribute {name!r}")

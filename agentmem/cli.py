@@ -1,13 +1,29 @@
-"""The ``agentmem`` command."""
+"""The ``agentmem`` command: chat with a δ-mem agent, play the demo, inspect, train, evaluate.
+
+Building the parser is cheap: a built-in command's flags are added only when that command is the
+one named, and torch, transformers, LangChain and LangGraph load inside the command functions, so
+``agentmem --help`` answers at once. ``chat`` and ``demo`` come from the ``agentmem.commands``
+entry points (:func:`_plugin_commands`).
+"""
 
 from __future__ import annotations
 
 import argparse
 import sys
 import time
+from collections.abc import Callable
+from typing import Any
 
-from agentmem.model.backbones import DEFAULT_BACKBONE
+from agentmem.errors import AdapterError, BackboneError, UnsupportedLaunchError
 from agentmem.options import at_least, windows
+
+DESCRIPTION = """\
+δ-mem: an online associative memory inside a frozen LLM's attention, for LangChain and LangGraph
+agents. Try `agentmem demo`, then talk to a persistent agent with `agentmem chat`; inspect, train,
+eval and eval-merge work on δ-mem adapters."""
+# = agentmem.model.backbones.DEFAULT_BACKBONE, which imports torch (tests/test_cli_top.py keeps
+# the two equal): the flags' defaults are shown without loading the model code.
+DEFAULT_BACKBONE = "smollm2-135m-instruct"
 
 DEMO_TURNS = [
     [{"role": "user", "content": "Hi! My name is Ada and my sister Lin lives in Porto."},
@@ -213,35 +229,48 @@ def _load_model(backbone: str, adapter: str | None, device: str = "auto"):
     return attach_delta_mem(model), tok
 
 
-def _add_train(sub: argparse._SubParsersAction) -> None:
+def _train_options(p: argparse.ArgumentParser) -> None:
     from agentmem.model.config import DeltaMemConfig
     from agentmem.options import add_options
     from agentmem.train.config import ADAPTER_DEFAULTS, ADAPTER_FLAGS, TrainConfig
 
-    p = sub.add_parser("train", help="train a δ-mem adapter on episodes (JSONL)")
     names = add_options(p, TrainConfig)
     add_options(p, DeltaMemConfig, only=ADAPTER_FLAGS, defaults=ADAPTER_DEFAULTS)
     p.set_defaults(func=_train, train_options=names)
 
 
-def _add_eval(sub: argparse._SubParsersAction) -> None:
+def _inspect_options(p: argparse.ArgumentParser) -> None:
+    from agentmem.model.config import DeltaMemConfig
+    from agentmem.options import add_options
+
+    p.add_argument("--backbone", type=backbone_arg, default=DEFAULT_BACKBONE,
+                   help="embedded backbone name or local HF folder")
+    p.add_argument("--adapter", default=None, help="adapter folder (default: the shipped one)")
+    add_options(p, DeltaMemConfig, only=("write_mode",))
+    p.set_defaults(func=_inspect)
+
+
+def _eval_options(p: argparse.ArgumentParser) -> None:
     from agentmem.eval.regimes import EvalOptions
     from agentmem.options import add_options
 
-    p = sub.add_parser("eval", help="evaluate every regime side by side")
     p.add_argument("--data", default=None, help="episodes JSONL, or a bAbI / LoCoMo file (with "
                    "--suite reply-harm: optional bAbI file or folder whose stories are memories)")
     p.add_argument("--suite", choices=["babi", "locomo", "reply-harm"], default=None,
                    help="reply-harm: ordinary requests with an unrelated memory present; the "
-                        "frozen model's replies against the memory-reading model's")
+                        "frozen model's replies against the memory-reading model's (default: "
+                        "the format of --data: JSONL episodes)")
     p.add_argument("--split", choices=["train", "test"], default="test",
                    help="reply-harm: the split of requests and memories")
-    p.add_argument("--windows", type=windows, default=(0, 4),
+    p.add_argument("--windows", type=windows, default="0,4",
                    help="reply-harm: history messages shown before the request, comma-separated")
     p.add_argument("--seed", type=int, default=0, help="reply-harm: seed of the cases")
-    p.add_argument("--adapter", default=None, help="adapter folder ('none': fresh adapter)")
-    p.add_argument("--backbone", default=DEFAULT_BACKBONE)
-    p.add_argument("--limit", type=at_least(1), default=None)
+    p.add_argument("--adapter", default=None,
+                   help="adapter folder ('none': fresh adapter; default: the shipped one)")
+    p.add_argument("--backbone", type=backbone_arg, default=DEFAULT_BACKBONE,
+                   help="embedded backbone name or local HF folder")
+    p.add_argument("--limit", type=at_least(1), default=None,
+                   help=f"evaluate at most N episodes (default: all; reply-harm: {HARM_CASES} cases)")
     p.add_argument("--offset", type=at_least(0), default=0,
                    help="skip the first N episodes (with --limit: a slice; resumes a run stopped by "
                         "--max-minutes, merged with eval-merge)")
@@ -250,20 +279,93 @@ def _add_eval(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--shard", default=None,
                    help="K/N: evaluate only the K-th of N contiguous blocks (merge the folders "
                         "with eval-merge)")
-    p.add_argument("--out", default="eval_out")
+    p.add_argument("--out", default="eval_out",
+                   help="output folder (results.json, rows.jsonl, report.md)")
     p.set_defaults(func=_eval, eval_options=names)
-    m = sub.add_parser("eval-merge", help="merge eval folders into one: shards of a run (`eval "
-                       "--shard K/N`) and runs of disjoint regimes on the same episodes (e.g. a new "
-                       "adapter's memory regimes beside an earlier run's adapter-free baselines)")
-    m.add_argument("folders", nargs="+", help="eval output folders (results.json + rows.jsonl)")
-    m.add_argument("--common-episodes", action="store_true",
+
+
+def _eval_merge_options(p: argparse.ArgumentParser) -> None:
+    p.add_argument("folders", nargs="+", help="eval output folders (results.json + rows.jsonl)")
+    p.add_argument("--common-episodes", action="store_true",
                    help="when regime groups cover different episodes (a run stopped by "
                         "--max-minutes), keep the episodes every group has instead of refusing")
-    m.add_argument("--out", required=True)
-    m.set_defaults(func=_eval_merge)
+    p.add_argument("--out", required=True, help="folder of the merged results")
+    p.set_defaults(func=_eval_merge)
 
 
+# name -> (one-line help, adds the flags); a command's flags are built only when it is named
+BUILTIN_COMMANDS: dict[str, tuple[str, Callable[[argparse.ArgumentParser], None]]] = {
+    "inspect": ("write a short conversation into δ-mem and print the per-layer state norms and "
+                "tokens written", _inspect_options),
+    "train": ("train a δ-mem adapter on episodes (JSONL)", _train_options),
+    "eval": ("evaluate every regime side by side", _eval_options),
+    "eval-merge": ("merge eval folders into one: shards of a run (`eval --shard K/N`) and runs of "
+                   "disjoint regimes on the same episodes (e.g. a new adapter's memory regimes "
+                   "beside an earlier run's adapter-free baselines)", _eval_merge_options),
+}
 COMMANDS_GROUP = "agentmem.commands"  # entry points: name = "module:add(subparsers)"
+
+
+class HelpFormatter(argparse.ArgumentDefaultsHelpFormatter, argparse.RawDescriptionHelpFormatter):
+    """Help with each flag's default (not for None, switches, or help that says ``default:``
+    itself); descriptions and epilogs keep their line breaks."""
+
+    def _get_help_string(self, action: argparse.Action) -> str | None:
+        text = action.help or ""
+        if action.default is None or isinstance(action.default, bool) or "default:" in text:
+            return action.help
+        return super()._get_help_string(action)
+
+
+class CommandParser(argparse.ArgumentParser):
+    """An ``ArgumentParser`` with :class:`HelpFormatter` whose errors are one line, exit code 2."""
+
+    def __init__(self, *args: Any, formatter_class: type = HelpFormatter, **kwargs: Any) -> None:
+        super().__init__(*args, formatter_class=formatter_class, **kwargs)
+
+    def error(self, message: str) -> Any:
+        self.exit(2, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
+
+
+def backbone_arg(text: str) -> str:
+    """A flag type: an embedded backbone name or a local HF folder with a ``config.json``.
+
+    Loading (and converting the embedded GGUF) is left to the command; this only refuses a name
+    that can be neither, so the error names the flag.
+    """
+    from agentmem.model.backbones.loader import EMBEDDED, resolve_backbone
+
+    if text not in EMBEDDED:
+        try:
+            resolve_backbone(text)
+        except BackboneError as e:
+            raise argparse.ArgumentTypeError(str(e)) from None
+    return text
+
+
+def adapter_arg(text: str) -> str:
+    """A flag type: an adapter folder (its config and weights files present; their contents are
+    verified when the adapter loads)."""
+    from pathlib import Path
+
+    from agentmem.model.adapters import CONFIG_FILE, WEIGHTS_FILE
+
+    folder = Path(text).expanduser()
+    missing = [f for f in (CONFIG_FILE, WEIGHTS_FILE) if not (folder / f).is_file()]
+    if missing:
+        raise argparse.ArgumentTypeError(f"{text!r} is not an adapter folder (no {' or '.join(missing)})")
+    return text
+
+
+def version() -> str:
+    """The installed distribution's version (``agentmem --version``)."""
+    from importlib.metadata import PackageNotFoundError
+    from importlib.metadata import version as dist_version
+
+    try:
+        return dist_version("agentmem")
+    except PackageNotFoundError:
+        return "unknown (agentmem is not installed: pip install -e .)"
 
 
 def _plugin_commands(sub: argparse._SubParsersAction) -> None:
@@ -290,29 +392,36 @@ def _unavailable(sub: argparse._SubParsersAction, name: str, error: ImportError)
     sub.add_parser(name, help=f"unavailable: {error}").set_defaults(func=run)
 
 
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="agentmem", description=__doc__)
-    sub = parser.add_subparsers(dest="command", required=True)
+def build_parser(command: str | None = None) -> argparse.ArgumentParser:
+    """The ``agentmem`` parser; of the built-in commands only ``command`` gets its flags.
+
+    Args:
+        command: the command about to run (None: only the command list, e.g. for ``--help``).
+    """
+    parser = CommandParser(prog="agentmem", description=DESCRIPTION)
+    parser.add_argument("--version", action="version", version=f"%(prog)s {version()}")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND",
+                                parser_class=CommandParser)
     _plugin_commands(sub)  # chat, demo
-    inspect = sub.add_parser("inspect", help="write a short conversation into δ-mem and print "
-                             "the per-layer state norms and tokens written")
-    inspect.add_argument("--backbone", default=DEFAULT_BACKBONE)
-    inspect.add_argument("--adapter", default=None, help="adapter folder (default: the shipped one)")
-    from agentmem.model.config import DeltaMemConfig
-    from agentmem.options import add_options
+    for name, (text, add) in BUILTIN_COMMANDS.items():
+        p = sub.add_parser(name, help=text, description=text)
+        if name == command:
+            add(p)
+    return parser
 
-    add_options(inspect, DeltaMemConfig, only=("write_mode",))
-    inspect.set_defaults(func=_inspect)
-    _add_train(sub)
-    _add_eval(sub)
-    args = parser.parse_args(argv)
-    from agentmem.errors import UnsupportedLaunchError
 
+def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else list(argv)
+    command = next((a for a in argv if not a.startswith("-")), None)  # top-level flags take no value
+    args = build_parser(command).parse_args(argv)
     try:
         return args.func(args)
-    except UnsupportedLaunchError as e:  # nothing written yet: say why, in one line
-        print(f"agentmem {args.command}: {e}", file=sys.stderr)
+    except (UnsupportedLaunchError, BackboneError, AdapterError) as e:  # nothing written yet
+        print(f"agentmem {args.command}: error: {e}", file=sys.stderr)
         return 2
+    except KeyboardInterrupt:
+        print(f"\nagentmem {args.command}: interrupted", file=sys.stderr)
+        return 130
 
 
 if __name__ == "__main__":

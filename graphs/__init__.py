@@ -18,29 +18,66 @@ recorded there (the store forks a branch thread); ``fork_thread`` / ``forget_thr
 delete a conversation together with its memory.
 """
 
-from graphs.branches import memory_lineage
-from graphs.builders import build_memory_agent, build_router_agent
-from graphs.checkpointers import (
-    async_postgres_checkpointer,
-    async_sqlite_checkpointer,
-    default_checkpointer,
-    postgres_checkpointer,
-    sqlite_checkpointer,
-)
-from graphs.context import MemoryContext, Router, Specialist, route_by_mention
-from graphs.errors import MemoryBranchError, MissingContextError, TurnRejectedError
-from graphs.state import AgentState, MemoryRef
-from graphs.threads import aforget_thread, afork_thread, forget_thread, fork_thread, memory_of
-from graphs.user_graphs import (
-    ChatMemory,
-    MemoryMessagesState,
-    MemoryStoreMismatchError,
-    MissingMemoryStateError,
-    ainvoke_with_memory,
-    aopen_chat_memory,
-    invoke_with_memory,
-    open_chat_memory,
-)
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from graphs.branches import memory_lineage
+    from graphs.builders import build_memory_agent, build_router_agent
+    from graphs.checkpointers import (
+        async_postgres_checkpointer,
+        async_sqlite_checkpointer,
+        default_checkpointer,
+        postgres_checkpointer,
+        sqlite_checkpointer,
+    )
+    from graphs.context import MemoryContext, Router, Specialist, route_by_mention
+    from graphs.errors import MemoryBranchError, MissingContextError, TurnRejectedError
+    from graphs.state import AgentState, MemoryRef
+    from graphs.threads import aforget_thread, afork_thread, forget_thread, fork_thread, memory_of
+    from graphs.user_graphs import (
+        ChatMemory,
+        MemoryMessagesState,
+        MemoryStoreMismatchError,
+        MissingMemoryStateError,
+        ainvoke_with_memory,
+        aopen_chat_memory,
+        invoke_with_memory,
+        open_chat_memory,
+    )
+
+# name -> module, imported on first use: registering `agentmem chat` loads no LangGraph
+_LAZY = {
+    "memory_lineage": "graphs.branches",
+    "build_memory_agent": "graphs.builders",
+    "build_router_agent": "graphs.builders",
+    "async_postgres_checkpointer": "graphs.checkpointers",
+    "async_sqlite_checkpointer": "graphs.checkpointers",
+    "default_checkpointer": "graphs.checkpointers",
+    "postgres_checkpointer": "graphs.checkpointers",
+    "sqlite_checkpointer": "graphs.checkpointers",
+    "MemoryContext": "graphs.context",
+    "Router": "graphs.context",
+    "Specialist": "graphs.context",
+    "route_by_mention": "graphs.context",
+    "MemoryBranchError": "graphs.errors",
+    "MissingContextError": "graphs.errors",
+    "TurnRejectedError": "graphs.errors",
+    "AgentState": "graphs.state",
+    "MemoryRef": "graphs.state",
+    "aforget_thread": "graphs.threads",
+    "afork_thread": "graphs.threads",
+    "forget_thread": "graphs.threads",
+    "fork_thread": "graphs.threads",
+    "memory_of": "graphs.threads",
+    "ChatMemory": "graphs.user_graphs",
+    "MemoryMessagesState": "graphs.user_graphs",
+    "MemoryStoreMismatchError": "graphs.user_graphs",
+    "MissingMemoryStateError": "graphs.user_graphs",
+    "ainvoke_with_memory": "graphs.user_graphs",
+    "aopen_chat_memory": "graphs.user_graphs",
+    "invoke_with_memory": "graphs.user_graphs",
+    "open_chat_memory": "graphs.user_graphs",
+}
 
 __all__ = [
     "AgentState", "ChatMemory", "MemoryBranchError", "MemoryContext", "MemoryMessagesState",
@@ -51,3 +88,13 @@ __all__ = [
     "fork_thread", "forget_thread", "invoke_with_memory", "memory_lineage", "memory_of",
     "open_chat_memory", "postgres_checkpointer", "route_by_mention", "sqlite_checkpointer",
 ]
+
+
+def __getattr__(name: str) -> Any:
+    if name in _LAZY:
+        import importlib
+
+        value = getattr(importlib.import_module(_LAZY[name]), name)
+        globals()[name] = value
+        return value
+    raise AttributeError(f"module 'graphs' has no attribute {name!r}")

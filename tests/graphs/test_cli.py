@@ -6,13 +6,16 @@ import argparse
 import importlib.util
 import json
 import re
+import shutil
 from pathlib import Path
 
 import pytest
 
+from agentmem.cli import main
 from agentmem.model.backbones import DEFAULT_BACKBONE
+from graphs.checkpointers import default_checkpoint_path
 from graphs.cli import add_subcommands
-from graphs.repl import HELP, ChatSession
+from graphs.repl import COMMANDS, HELP, ChatSession
 from store import MemoryRepository
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -31,6 +34,74 @@ def test_subcommands_register_chat_and_demo():
         ("chat", "x.db", "a", "t", 2, "agent")
     args = _parse("demo")
     assert (args.db, args.backbone, args.window, args.max_new_tokens) == (None, DEFAULT_BACKBONE, 4, 24)
+
+
+@pytest.mark.parametrize("argv, flag", [
+    (["chat", "--window", "-1"], "--window"),
+    (["chat", "--window", "two"], "--window"),
+    (["chat", "--max-new-tokens", "0"], "--max-tokens/--max-new-tokens"),
+    (["demo", "--max-tokens", "0"], "--max-tokens/--max-new-tokens"),
+    (["chat", "--backbone", "/no/such/backbone"], "--backbone"),
+    (["chat", "--backbone", "no-such-name"], "--backbone"),
+    (["chat", "--adapter", "{tmp}"], "--adapter"),  # a folder without adapter files
+])
+def test_bad_options_exit_2_with_one_line_naming_the_flag(argv, flag, tmp_path, capsys):
+    with pytest.raises(SystemExit) as e:
+        main([a.format(tmp=tmp_path) for a in argv])
+    err = capsys.readouterr().err
+    assert e.value.code == 2 and err.count("\n") == 1, err
+    assert err.startswith(f"agentmem {argv[0]}: error: argument {flag}: ") and "max_tokens" not in err
+
+
+def test_an_adapter_that_does_not_load_is_refused_before_the_database_opens(tiny_backbone, tmp_path,
+                                                                             capsys, monkeypatch):
+    folder = tmp_path / "adapter"
+    folder.mkdir()
+    (folder / "delta_mem_config.json").write_text("{}")
+    (folder / "delta_mem_adapter.safetensors").write_bytes(b"not safetensors")
+    monkeypatch.setattr("builtins.input", lambda prompt: pytest.fail("prompted"))
+    db = tmp_path / "chat.sqlite3"
+    assert main(["chat", "--backbone", tiny_backbone, "--adapter", str(folder), "--db", str(db)]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("agentmem chat: error: argument --adapter: cannot read adapter folder")
+    assert err.count("\n") == 1 and not db.exists()
+
+
+def test_chat_help_lists_the_commands_and_the_default_database(capsys, monkeypatch):
+    monkeypatch.setenv("COLUMNS", "200")  # one line per flag
+    with pytest.raises(SystemExit) as e:
+        main(["chat", "--help"])
+    out = capsys.readouterr().out
+    assert e.value.code == 0 and str(default_checkpoint_path()) in out
+    assert all(command in out for command in COMMANDS) and "Ctrl-C" in out
+    assert "(default: 4)" in out and "(default: 64)" in out and f"(default: {DEFAULT_BACKBONE})" in out
+
+
+def test_chat_loads_the_model_before_the_first_prompt_without_progress_bars(tiny_backbone, tmp_path,
+                                                                           monkeypatch, capsys):
+    import agentmem.chat.shared_backbone as shared
+
+    backbone = shutil.copytree(tiny_backbone, tmp_path / "backbone")  # not loaded yet in this process
+    events: list[str] = []
+    real = shared._load
+    monkeypatch.setattr(shared, "_load", lambda *a: events.append("load") or real(*a))
+    lines = iter(["Hi!"])
+
+    def read(prompt: str) -> str:
+        events.append("prompt")
+        return next(lines, None) or _raise(EOFError)
+
+    monkeypatch.setattr("builtins.input", read)
+    assert main(["chat", "--db", str(tmp_path / "chat.sqlite3"), "--backbone", str(backbone),
+                 "--max-new-tokens", "4"]) == 0
+    captured = capsys.readouterr()
+    assert events == ["load", "prompt", "prompt"]
+    assert "Loading weights" not in captured.err + captured.out
+    assert captured.out.rstrip().endswith("bye")  # Ctrl-D at the prompt: one line, no traceback
+
+
+def _raise(error: type[BaseException]) -> str:
+    raise error
 
 
 def test_chat_repl_session(tiny_backbone, tmp_path, monkeypatch, capsys):
