@@ -158,7 +158,7 @@ def test_a_multi_process_launch_is_refused_before_anything_is_written(chat_backb
         train(cfg)
     assert main(["eval", "--data", str(data), "--backbone", str(chat_backbone), "--adapter", "none",
                  "--regimes", "no-memory", "--out", str(tmp_path / "e")]) == 2
-    assert "agentmem eval: WORLD_SIZE=2" in capsys.readouterr().err
+    assert "agentmem eval: error: WORLD_SIZE=2" in capsys.readouterr().err
     assert not (tmp_path / "o").exists() and not (tmp_path / "e").exists()
     monkeypatch.setenv("WORLD_SIZE", "1")  # a single-process launch is fine
     train(replace(cfg, out=str(tmp_path / "one")))
