@@ -21,16 +21,19 @@ from agentmem.errors import (
     AgentMemError,
     BackboneError,
     EmptyConversationError,
+    IncompleteHistoryError,
     InputTooLongError,
     MemoryConflictError,
     MissingMemoryKeyError,
     MissingMessageSpansError,
+    OfficialAdapterError,
     StateFormatError,
     StateMismatchError,
     ToolCallingNotSupportedError,
     UnknownRoleError,
     UnsupportedArchitectureError,
     UnsupportedContentError,
+    UnsupportedOfficialOptionError,
 )
 from agentmem.model.config import DeltaMemConfig
 from agentmem.model.state import MemoryState
@@ -42,12 +45,12 @@ if TYPE_CHECKING:
 
 __all__ = [
     "AdapterError", "AgentMemError", "BackboneError", "DeltaMemChatModel", "DeltaMemConfig",
-    "EmptyConversationError", "InProcessMemoryStore", "InputTooLongError", "LockingMemoryStore",
-    "MemoryConflictError",
+    "EmptyConversationError", "InProcessMemoryStore", "IncompleteHistoryError", "InputTooLongError",
+    "LockingMemoryStore", "MemoryConflictError",
     "MemoryKey", "MemoryRecord", "MemoryState", "MemoryStore", "MissingMemoryKeyError",
-    "MissingMessageSpansError", "StateFormatError", "StateMismatchError",
+    "MissingMessageSpansError", "OfficialAdapterError", "StateFormatError", "StateMismatchError",
     "ToolCallingNotSupportedError", "fork_metadata", "UnknownRoleError", "UnsupportedArchitectureError",
-    "UnsupportedContentError",
+    "UnsupportedContentError", "UnsupportedOfficialOptionError",
 ]
 
 

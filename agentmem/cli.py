@@ -305,6 +305,9 @@ def main(argv: list[str] | None = None) -> int:
     inspect.set_defaults(func=_inspect)
     _add_train(sub)
     _add_eval(sub)
+    from agentmem.model.official import add_convert_official
+
+    add_convert_official(sub)
     args = parser.parse_args(argv)
     from agentmem.errors import UnsupportedLaunchError
 

@@ -23,16 +23,25 @@ def save_adapter(dm: DeltaMemModel, folder: str | Path) -> Path:
 
 
 def write_adapter(folder: str | Path, config: DeltaMemConfig, tensors: dict[str, Tensor],
-                  backbone_id: str) -> Path:
-    """Write an adapter folder from its config and tensors (fingerprinted here); returns it."""
+                  backbone_id: str, metadata: dict[str, str] | None = None) -> Path:
+    """Write an adapter folder from its config and tensors (fingerprinted here); returns it.
+    ``metadata`` adds text entries (e.g. where converted weights came from) to the file's header."""
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
     tensors = {k: v.detach().cpu().contiguous() for k, v in tensors.items()}
-    meta = {"format": "agentmem.adapter/1", "fingerprint": adapter_fingerprint(config, tensors),
-            "backbone_id": backbone_id}
+    meta = {**(metadata or {}), "format": "agentmem.adapter/1",
+            "fingerprint": adapter_fingerprint(config, tensors), "backbone_id": backbone_id}
     save_file(tensors, str(folder / WEIGHTS_FILE), metadata=meta)
     (folder / CONFIG_FILE).write_text(config.to_json() + "\n")
     return folder
+
+
+def adapter_config(folder: str | Path) -> DeltaMemConfig:
+    """The config of an adapter folder, without reading its tensors (see `read_adapter`)."""
+    try:
+        return DeltaMemConfig.from_json((Path(folder) / CONFIG_FILE).read_text())
+    except (OSError, ValueError) as e:
+        raise AdapterError(f"cannot read adapter folder {folder}: {e}") from e
 
 
 def read_adapter(folder: str | Path) -> tuple[DeltaMemConfig, dict, dict[str, str]]:
