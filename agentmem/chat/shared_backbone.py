@@ -17,12 +17,13 @@ import torch
 
 from agentmem.chat.tools import template_supports_tools
 from agentmem.errors import InputTooLongError
-from agentmem.model.adapters import load_adapter, shipped_adapter
+from agentmem.model.adapters import adapter_config, load_adapter, shipped_adapter
 from agentmem.model.attach import DeltaMemModel, attach_delta_mem
 from agentmem.model.backbones import load_backbone, resolve_backbone
 from agentmem.model.chat_template import EncodedChat, encode_chat
 from agentmem.model.config import DeltaMemConfig
 from agentmem.model.decoding import BatchDecoder, SamplingParams, eos_ids
+from agentmem.model.layer import NUMERICS_DTYPES
 from agentmem.model.padding import pad_rows, pad_token_id
 from agentmem.model.passes import write_tokens
 from agentmem.model.state import MemoryState
@@ -73,7 +74,8 @@ class ChatBackend:
 
     def render_write(self, messages: list[dict[str, Any]], prefix: list[dict[str, Any]]) -> EncodedChat:
         """Token ids and spans of a write pass: ``messages`` rendered as they follow ``prefix``."""
-        return encode_chat(self.tokenizer, messages, prefix=prefix)
+        return encode_chat(self.tokenizer, messages, prefix=prefix,
+                           span=self.dm.config.message_span)
 
     def check_length(self, n: int, what: str) -> None:
         """Raise `InputTooLongError` unless ``n`` tokens fit one pass."""
@@ -138,10 +140,12 @@ def get_backend(backbone: str, adapter: str | None = None, device: str | None = 
 
 
 def _load(backbone: str, adapter: str | None, device: str) -> ChatBackend:
-    model, tokenizer = load_backbone(backbone)
-    model.to(device)
     named = Path(backbone).name == backbone  # a name, not a folder path
     folder = adapter or (shipped_adapter(backbone) if named else None)
+    # an adapter with bf16 numerics (the authors' release) runs on a bf16 backbone, as it was made
+    dtype = NUMERICS_DTYPES[adapter_config(folder).numerics] if folder else torch.float32
+    model, tokenizer = load_backbone(backbone, dtype=dtype)
+    model.to(device)
     if folder:
         dm = load_adapter(model, folder)
     else:
