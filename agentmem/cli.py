@@ -199,15 +199,16 @@ def _eval_episodes(args: argparse.Namespace) -> list:
 
 
 def _load_model(backbone: str, adapter: str | None, device: str = "auto"):
-    from agentmem.model.adapters import load_adapter, shipped_adapter
+    from agentmem.model.adapters import backbone_dtype, load_adapter, shipped_adapter
     from agentmem.model.attach import attach_delta_mem
     from agentmem.model.backbones import load_backbone
     from agentmem.model.devices import resolve_device
 
-    model, tok = load_backbone(backbone)
-    model = model.to(resolve_device(device))
     folder = adapter or shipped_adapter(backbone)
-    if folder and str(folder) != "none":
+    folder = folder if folder and str(folder) != "none" else None
+    model, tok = load_backbone(backbone, dtype=backbone_dtype(folder))
+    model = model.to(resolve_device(device))
+    if folder:
         return load_adapter(model, folder), tok
     print("warning: no adapter given or shipped; using a freshly initialised one", file=sys.stderr)
     return attach_delta_mem(model), tok

@@ -17,13 +17,12 @@ import torch
 
 from agentmem.chat.tools import template_supports_tools
 from agentmem.errors import InputTooLongError
-from agentmem.model.adapters import adapter_config, load_adapter, shipped_adapter
+from agentmem.model.adapters import backbone_dtype, load_adapter, shipped_adapter
 from agentmem.model.attach import DeltaMemModel, attach_delta_mem
 from agentmem.model.backbones import load_backbone, resolve_backbone
 from agentmem.model.chat_template import EncodedChat, encode_chat
 from agentmem.model.config import DeltaMemConfig
 from agentmem.model.decoding import BatchDecoder, SamplingParams, eos_ids
-from agentmem.model.layer import NUMERICS_DTYPES
 from agentmem.model.padding import pad_rows, pad_token_id
 from agentmem.model.passes import write_tokens
 from agentmem.model.state import MemoryState
@@ -143,8 +142,7 @@ def _load(backbone: str, adapter: str | None, device: str) -> ChatBackend:
     named = Path(backbone).name == backbone  # a name, not a folder path
     folder = adapter or (shipped_adapter(backbone) if named else None)
     # an adapter with bf16 numerics (the authors' release) runs on a bf16 backbone, as it was made
-    dtype = NUMERICS_DTYPES[adapter_config(folder).numerics] if folder else torch.float32
-    model, tokenizer = load_backbone(backbone, dtype=dtype)
+    model, tokenizer = load_backbone(backbone, dtype=backbone_dtype(folder))
     model.to(device)
     if folder:
         dm = load_adapter(model, folder)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import torch
 from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 from torch import Tensor, nn
@@ -11,6 +12,7 @@ from torch import Tensor, nn
 from agentmem.errors import AdapterError
 from agentmem.model.attach import DeltaMemModel, adapter_fingerprint, attach_delta_mem
 from agentmem.model.config import DeltaMemConfig
+from agentmem.model.layer import NUMERICS_DTYPES
 
 CONFIG_FILE = "delta_mem_config.json"
 WEIGHTS_FILE = "delta_mem_adapter.safetensors"
@@ -42,6 +44,12 @@ def adapter_config(folder: str | Path) -> DeltaMemConfig:
         return DeltaMemConfig.from_json((Path(folder) / CONFIG_FILE).read_text())
     except (OSError, ValueError) as e:
         raise AdapterError(f"cannot read adapter folder {folder}: {e}") from e
+
+
+def backbone_dtype(folder: str | Path | None) -> torch.dtype:
+    """The dtype to load a backbone in for the adapter in ``folder`` (None: no adapter): bf16
+    for an adapter with bf16 numerics (the method authors' release), else fp32."""
+    return NUMERICS_DTYPES[adapter_config(folder).numerics] if folder else torch.float32
 
 
 def read_adapter(folder: str | Path) -> tuple[DeltaMemConfig, dict, dict[str, str]]:

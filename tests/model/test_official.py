@@ -243,3 +243,15 @@ def test_cli_converts_from_a_backbone_folder_and_reports_refusals(tmp_path, caps
     assert main(["convert-official", str(bad), "--backbone", backbone_dir, "--out",
                  str(tmp_path / "bad_out")]) == 2
     assert "couple_lambda=False" in capsys.readouterr().err
+
+
+def test_eval_loads_the_backbone_in_the_adapters_dtype(tmp_path):
+    from agentmem.cli import _load_model
+    from agentmem.model.backbones import load_backbone
+
+    backbone_dir = tiny_backbone_dir("qwen3")
+    src = folder(tmp_path, load_backbone(backbone_dir)[0])
+    bf16 = convert_official(src, tmp_path / "bf16", backbone_dir)
+    fp32 = convert_official(src, tmp_path / "fp32", backbone_dir, numerics="fp32")
+    assert _load_model(backbone_dir, str(bf16), "cpu")[0].model.dtype == torch.bfloat16
+    assert _load_model(backbone_dir, str(fp32), "cpu")[0].model.dtype == torch.float32
