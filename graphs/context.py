@@ -158,15 +158,18 @@ class MemoryContext:
             backbone: embedded backbone name or local HF folder.
             adapter: δ-mem adapter folder (None: the shipped one, else a fresh one with a warning).
                 One that writes whole conversations (a converted adapter of the method's authors)
-                is sent the whole conversation each turn, and shows ``window`` messages itself.
+                is sent the whole conversation each turn, and shows ``window`` messages itself
+                (all of them with ``generation_writes``).
             max_new_tokens: answer length limit.
             device: torch device (None: CUDA when available).
             **settings: the other fields (window, scope, specialists, ...).
         """
         repo = database if isinstance(database, MemoryRepository) else MemoryRepository(database)
         # an adapter that writes whole conversations gets them all; its read pass shows `window`
-        whole = bool(adapter) and adapter_config(adapter).write_context == "history"
-        window = settings.get("window", cls.__dataclass_fields__["window"].default) if whole else None
+        config = adapter_config(adapter) if adapter else None
+        window = None  # the graph's window trims what it sends, except to the adapters below
+        if config is not None and config.write_context == "history" and not config.generation_writes:
+            window = settings.get("window", cls.__dataclass_fields__["window"].default)
         model = DeltaMemChatModel(backbone=backbone, adapter=adapter, max_tokens=max_new_tokens,
                                   device=device, store=RepositoryMemoryStore(repo), window=window)
         return cls(model=model, **settings)

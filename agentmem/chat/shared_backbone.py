@@ -85,8 +85,13 @@ class ChatBackend:
 
     def decoder(self, prompts: list[list[int]], states: list[MemoryState],
                 params: SamplingParams) -> BatchDecoder:
+        """The read pass of each prompt over its memory. An adapter with ``generation_writes``
+        (the authors' chat session) instead writes each prompt, the whole conversation, into an
+        empty memory as it reads it, and then each generated token."""
+        if self.dm.config.generation_writes:
+            states = [self.new_state() for _ in prompts]
         return BatchDecoder(self.model, self.dm, prompts, MemoryState.stack(states), params,
-                            self.eos_ids, self.pad_id)
+                            self.eos_ids, self.pad_id, write=self.dm.config.generation_writes)
 
     def write(self, chats: list[EncodedChat], states: list[MemoryState]) -> list[MemoryState]:
         """One batched write pass: row b writes ``chats[b]`` into ``states[b]``.

@@ -138,6 +138,10 @@ class TurnEngine:
         self.window, self.max_new_tokens = window, max_new_tokens
         self.save_timeout_s, self.on_save_error = save_timeout_s, on_save_error
         self.whole_history = backend.dm.config.write_context == "history"
+        if backend.dm.config.generation_writes and window is not None:
+            raise ValueError(f"window={window}: this adapter writes the whole conversation while "
+                             "it answers (generation_writes), so its read pass shows all of it; "
+                             "use window=None")
 
     def prepare(self, messages: list[dict[str, Any]], scope: Scope, *, tools: list[dict] | None = None,
                 prefill: str = "", read: bool = True) -> Turn:

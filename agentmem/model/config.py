@@ -19,7 +19,7 @@ MESSAGE_SPANS = ("content", "template")
 # Fields added after adapters were shipped: left out of the JSON while at their default, so an
 # older adapter's config (and so its fingerprint) reads back byte for byte.
 _OMIT_AT_DEFAULT = {"write_policy": "all", "write_reads": True, "numerics": "fp32",
-                    "write_context": "turn", "message_span": "content"}
+                    "write_context": "turn", "message_span": "content", "generation_writes": False}
 
 
 @dataclass(frozen=True)
@@ -51,6 +51,10 @@ class DeltaMemConfig:
             as the authors' release was trained and evaluated.
         message_span: what one message-level write averages: the message's "content" tokens, or
             its whole chat-template span ("template": role header, content, end of turn).
+        generation_writes: the read pass writes as it reads, as the authors' chat session does:
+            the whole conversation from an empty memory, then each generated token before the
+            next one is decoded (token writes and write_context="history" only; the read pass
+            then shows the whole conversation).
     """
 
     rank: int = option(8, help="side r of each r×r state matrix", parse=at_least(1))
@@ -76,6 +80,9 @@ class DeltaMemConfig:
     message_span: str = option("content", help="what a message-level write averages: the "
                                "message's content tokens, or its whole chat-template span",
                                choices=MESSAGE_SPANS)
+    generation_writes: bool = option(False, help="the read pass writes the whole conversation "
+                                     "and each generated token as it reads them (token writes, "
+                                     "write_context history), as the method authors' chat session")
 
     def __post_init__(self) -> None:
         # Accept lists from JSON/users but store tuples so the dataclass stays hashable.
@@ -124,6 +131,11 @@ class DeltaMemConfig:
                 raise ValueError(f"{name}={getattr(self, name)!r}; expected one of {allowed}")
         if self.message_span != "content" and self.write_mode != "message":
             raise ValueError("message_span='template' needs write_mode='message'")
+        if not isinstance(self.generation_writes, bool):
+            raise ValueError(f"generation_writes={self.generation_writes!r}; expected a bool")
+        if self.generation_writes and (self.write_mode != "token" or self.write_context != "history"):
+            raise ValueError("generation_writes=True needs write_mode='token' and "
+                             "write_context='history': the read pass rewrites the conversation")
         if self.numerics != "fp32" and not self.write_reads:
             raise ValueError(f"numerics={self.numerics!r} rounds the state after every pass; "
                              "write_reads=False batches the passes of a history into one")

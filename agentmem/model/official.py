@@ -70,8 +70,10 @@ TRANSLATED: dict[str, Any] = {
     "memory_write_granularity": "token", "target_layers": [], "delta_heads": list(BRANCHES),
 }
 WRITE_MODES = {"token": "token", "message_mean": "message"}  # their granularity -> write_mode
-# What a faithful run of their adapter needs (DeltaMemConfig fields; the CLI's defaults).
-FAITHFUL = {"numerics": "bf16", "write_context": "history", "message_span": "template"}
+# Protocol options of a converted adapter (DeltaMemConfig fields; the CLI's defaults): the
+# authors' evaluation protocol; generation_writes=True gives their chat session's read pass.
+FAITHFUL = {"numerics": "bf16", "write_context": "history", "message_span": "template",
+            "generation_writes": False}
 LICENCE_NOTE = (f"Weights converted from an adapter released by the δ-mem authors ({SOURCE}). "
                 "They stay under the licence of that release (see its model card); agentmem's "
                 "licence covers the conversion code only.")
@@ -80,7 +82,8 @@ LICENCE_NOTE = (f"Weights converted from an adapter released by the δ-mem autho
 def convert_official(src: str | Path, out: str | Path, backbone: str | Path | nn.Module, *,
                      numerics: str = FAITHFUL["numerics"],
                      write_context: str = FAITHFUL["write_context"],
-                     message_span: str = FAITHFUL["message_span"]) -> Path:
+                     message_span: str = FAITHFUL["message_span"],
+                     generation_writes: bool = FAITHFUL["generation_writes"]) -> Path:
     """Convert the authors' adapter folder ``src`` into an agentmem adapter folder ``out``.
 
     Args:
@@ -89,9 +92,10 @@ def convert_official(src: str | Path, out: str | Path, backbone: str | Path | nn
         backbone: the backbone the adapter was trained for: a local HF folder (loaded on CPU in
             bf16) or a loaded model. Its content id goes into the adapter, and the converted
             folder is checked by loading it into it.
-        numerics, write_context, message_span: protocol options of the converted config
-            (DeltaMemConfig); the defaults reproduce the authors' release. ``message_span``
-            applies to message-level (SSW) adapters only.
+        numerics, write_context, message_span, generation_writes: protocol options of the
+            converted config (DeltaMemConfig); the defaults reproduce the authors' evaluation
+            protocol, ``generation_writes=True`` their chat session's read pass (token writes
+            only). ``message_span`` applies to message-level (SSW) adapters only.
 
     Raises:
         UnsupportedOfficialOptionError: an option at a value agentmem does not implement.
@@ -111,7 +115,7 @@ def convert_official(src: str | Path, out: str | Path, backbone: str | Path | nn
     layers = sorted(_layers_of(tensors))
     config = translate_config(official, layers, len(decoder_layers(model, spec_for(model))),
                               numerics=numerics, write_context=write_context,
-                              message_span=message_span)
+                              message_span=message_span, generation_writes=generation_writes)
     ours = translate_tensors(tensors, official, config, layers)
     meta = {"source": SOURCE, "license_note": LICENCE_NOTE, "source_config": text,
             "source_sha256": json.dumps({OFFICIAL_CONFIG: _sha256(src / OFFICIAL_CONFIG),
@@ -163,7 +167,8 @@ def read_official_weights(path: Path) -> dict[str, Tensor]:
 
 
 def translate_config(official: dict[str, Any], layers: list[int], num_layers: int, *,
-                     numerics: str, write_context: str, message_span: str) -> DeltaMemConfig:
+                     numerics: str, write_context: str, message_span: str,
+                     generation_writes: bool = False) -> DeltaMemConfig:
     """Their config as a DeltaMemConfig for the layers the weights hold."""
     for name, want in REQUIRED.items():
         value = official.get(name, want)
@@ -191,7 +196,8 @@ def translate_config(official: dict[str, Any], layers: list[int], num_layers: in
             branches=heads, target_layers=None if layers == list(range(num_layers)) else layers,
             alpha=float(get["alpha"]), beta_bias=float(get["beta_bias_init"]), init="zero",
             numerics=numerics, write_context=write_context,
-            message_span=message_span if write_mode == "message" else "content")
+            message_span=message_span if write_mode == "message" else "content",
+            generation_writes=generation_writes)
     except ValueError as e:
         raise OfficialAdapterError(f"the authors' config does not translate: {e}") from e
 
@@ -280,14 +286,24 @@ def add_convert_official(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--backbone", required=True, help="local HF folder of the backbone it was "
                    "trained for (e.g. Qwen3-4B-Instruct-2507); nothing is downloaded")
     p.add_argument("--out", required=True, help="new adapter folder")
-    add_options(p, DeltaMemConfig, only=tuple(FAITHFUL), defaults=FAITHFUL)
+    add_options(p, DeltaMemConfig, only=tuple(FAITHFUL), defaults=FAITHFUL, helps={
+        "numerics": "bf16 (default): as the authors' release (the backbone is served in bf16, the "
+                    "state rounded to bf16 after every pass); fp32: agentmem's",
+        "write_context": "history (default): the conversation is written as one sequence, as the "
+                         "authors trained and evaluated; turn: a pass per turn",
+        "message_span": "message-level adapters: template (default): a message's whole "
+                        "chat-template span, as the authors; content: its content tokens",
+        "generation_writes": "token-level adapters: write the conversation and each generated "
+                             "token while answering, as the authors' chat session (the read "
+                             "pass then shows the whole conversation)"})
     p.set_defaults(func=_convert)
 
 
 def _convert(args: argparse.Namespace) -> int:
     try:
         folder = convert_official(args.src, args.out, args.backbone, numerics=args.numerics,
-                                  write_context=args.write_context, message_span=args.message_span)
+                                  write_context=args.write_context, message_span=args.message_span,
+                                  generation_writes=args.generation_writes)
     except (AgentMemError, FileExistsError) as e:
         print(f"agentmem convert-official: {e}", file=sys.stderr)
         return 2

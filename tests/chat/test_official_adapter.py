@@ -21,11 +21,11 @@ def qwen3_dir() -> str:
     return tiny_backbone_dir("qwen3")
 
 
-def converted(tmp_path, backbone: str, **options) -> str:
+def converted(tmp_path, backbone: str, convert: dict | None = None, **options) -> str:
     model = load_backbone(backbone)[0]
     config = official_config(delta_heads=["q", "o"], **options)
     src = write_official_folder(tmp_path / "src", config, official_tensors(model, config))
-    return str(convert_official(src, tmp_path / "out", model))
+    return str(convert_official(src, tmp_path / "out", model, **(convert or {})))
 
 
 def chat_model(backbone: str, adapter: str, **kwargs):
@@ -74,3 +74,26 @@ def test_agent_scope_is_refused(tmp_path, qwen3_dir):
     model = chat_model(qwen3_dir, converted(tmp_path, qwen3_dir), memory_scope="agent")
     with pytest.raises(IncompleteHistoryError, match="memory_scope='thread'"):
         model.invoke("My sister Lin lives in Porto.", config=cfg("t", agent="a"))
+
+
+def test_generation_writes_answer_as_their_chat_session(tmp_path, qwen3_dir):
+    from agentmem.model.decoding import BatchDecoder, SamplingParams
+
+    adapter = converted(tmp_path, qwen3_dir, {"generation_writes": True})
+    with pytest.raises(ValueError, match="use window=None"):
+        chat_model(qwen3_dir, adapter, window=2).invoke("Hi.", config=cfg("w"))
+    model = chat_model(qwen3_dir, adapter)
+    backend = model._backend()
+    conversation = [HumanMessage("My sister Lin lives in Porto.")]
+    conversation.append(model.invoke(conversation, config=cfg("t")))
+    conversation.append(HumanMessage("Where does Lin live?"))
+    reply = model.invoke(conversation, config=cfg("t"))
+    prompt = backend.render_prompt(as_dicts(conversation), None)  # all of it, written as read
+    decoder = BatchDecoder(backend.model, backend.dm, [prompt], backend.new_state(),
+                           SamplingParams(max_new_tokens=6), backend.eos_ids, backend.pad_id,
+                           write=True)
+    tokens = [step[0] for step in decoder if step[0] is not None]
+    text = backend.tokenizer.decode(tokens, skip_special_tokens=True)
+    assert reply.content == text.rstrip("\ufffd")  # an unfinished UTF-8 character is cut
+    whole = write_history(backend.dm, backend.tokenizer, as_dicts(conversation + [reply]))
+    assert torch.equal(model.memory_state(cfg("t")).tensors, whole.tensors)

@@ -12,9 +12,11 @@ import pytest
 import torch
 from transformers import AutoModelForCausalLM
 
+from agentmem.model import decoding
 from agentmem.model.adapters import load_adapter
 from agentmem.model.backbones import load_backbone
 from agentmem.model.chat_template import encode_chat
+from agentmem.model.decoding import BatchDecoder, SamplingParams
 from agentmem.model.history import write_history
 from agentmem.model.official import convert_official
 from agentmem.model.passes import read_logits, write_tokens
@@ -52,7 +54,7 @@ def backbone_dir(model_type: str) -> str:
 
 
 def pair(tmp_path, model_type, *, numerics="fp32", write_context="turn", message_span="template",
-         dtype=torch.float32, **options):
+         generation_writes=False, dtype=torch.float32, **options):
     """(our attached model, the float64 reference of theirs, tokenizer) for one adapter."""
     folder = backbone_dir(model_type)
     model, tok = load_backbone(folder, dtype=dtype)
@@ -60,7 +62,8 @@ def pair(tmp_path, model_type, *, numerics="fp32", write_context="turn", message
     tensors = official_tensors(model, config, seed=1)
     src = write_official_folder(tmp_path / "src", config, tensors)
     out = convert_official(src, tmp_path / "out", model, numerics=numerics,
-                           write_context=write_context, message_span=message_span)
+                           write_context=write_context, message_span=message_span,
+                           generation_writes=generation_writes)
     ref = Reference(AutoModelForCausalLM.from_pretrained(folder, dtype=torch.float64), tensors,
                     config, rounding=torch.bfloat16 if numerics == "bf16" else None)
     return load_adapter(model, out), ref, tok
@@ -180,3 +183,44 @@ def test_bf16_numerics_on_a_bf16_backbone(tmp_path):
     assert diff(state.tensors, ref.states()) < 0.05
     ids = ids_of(tok, "Where does Lin live?")
     assert diff(read_logits(dm, ids, state), ref(ids, write=False)) < 0.1
+
+
+def decode_logits(dm, prompts, monkeypatch, steps=6, write=True):
+    """Greedy decoding of ``prompts`` from an empty memory: (tokens per row, logits per step)."""
+    seen, pick = [], decoding.pick_tokens
+
+    def record(logits, params, generators):
+        seen.append(logits.clone())
+        return pick(logits, params, generators)
+
+    monkeypatch.setattr(decoding, "pick_tokens", record)
+    pad = 40  # a byte with a non-zero embedding: padding that wrote would change the memory
+    decoder = BatchDecoder(dm.model, dm, prompts, dm.new_state(len(prompts)),
+                           SamplingParams(max_new_tokens=steps), (), pad, write=write)
+    tokens = [[t for t in step] for step in decoder]
+    return [list(row) for row in zip(*tokens, strict=True)], torch.stack(seen, dim=1)
+
+
+def test_generation_writes_match_their_chat_session(tmp_path, monkeypatch):
+    """Their session writes the prompt and each generated token before the next one is decoded.
+    Decoding with writes gives at every step the logits of their module over the prompt and the
+    tokens so far, written as read (the reference: one writing pass, float64)."""
+    dm, ref, tok = pair(tmp_path, "qwen3", write_context="history", generation_writes=True,
+                        delta_heads=["q", "o"])
+    prompt = tok.apply_chat_template(HISTORY + QUESTION, add_generation_prompt=True,
+                                     tokenize=True, return_dict=False)
+    (generated,), logits = decode_logits(dm, [prompt], monkeypatch)
+    theirs = ref(torch.tensor([prompt + generated[:-1]]), write=True)[0, len(prompt) - 1:]
+    assert diff(logits[0], theirs) < FP32_TOL
+    _, read_only = decode_logits(dm, [prompt], monkeypatch, write=False)
+    assert diff(read_only[0, 0], theirs[0]) > 0.05  # writing while reading matters
+
+
+def test_generation_writes_in_a_batch_leave_padding_unwritten(tmp_path, monkeypatch):
+    dm, _, tok = pair(tmp_path, "smollm3", write_context="history", generation_writes=True,
+                      num_state_heads=2, rank=4)
+    prompts = [tok(t, add_special_tokens=False)["input_ids"] for t in TEXT[:2]]
+    tokens, logits = decode_logits(dm, prompts, monkeypatch)
+    for b, prompt in enumerate(prompts):
+        alone_tokens, alone = decode_logits(dm, [prompt], monkeypatch)
+        assert tokens[b] == alone_tokens[0] and diff(logits[b], alone[0]) < FP32_TOL

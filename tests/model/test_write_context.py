@@ -42,6 +42,8 @@ def test_new_options_stay_out_of_the_json_at_their_defaults():
                        message_span="template")
     assert DeltaMemConfig.from_json(c.to_json()) == c
     assert {"numerics", "write_context", "message_span"} <= set(json.loads(c.to_json()))
+    g = DeltaMemConfig(write_context="history", generation_writes=True)
+    assert DeltaMemConfig.from_json(g.to_json()) == g and "generation_writes" in g.to_json()
 
 
 @pytest.mark.parametrize("kwargs, match", [
@@ -49,6 +51,9 @@ def test_new_options_stay_out_of_the_json_at_their_defaults():
     ({"write_mode": "message", "message_span": "sentence"}, "message_span"),
     ({"message_span": "template"}, "needs write_mode='message'"),
     ({"write_mode": "message", "write_reads": False, "numerics": "bf16"}, "rounds the state"),
+    ({"generation_writes": True}, "write_context='history'"),
+    ({"generation_writes": True, "write_mode": "message", "write_context": "history"},
+     "write_mode='token'"), ({"generation_writes": 1}, "expected a bool"),
 ])
 def test_option_values_are_checked(kwargs, match):
     with pytest.raises(ValueError, match=match):
