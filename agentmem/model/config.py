@@ -51,10 +51,11 @@ class DeltaMemConfig:
             as the authors' release was trained and evaluated.
         message_span: what one message-level write averages: the message's "content" tokens, or
             its whole chat-template span ("template": role header, content, end of turn).
-        generation_writes: the read pass writes as it reads, as the authors' chat session does:
-            the whole conversation from an empty memory, then each generated token before the
-            next one is decoded (token writes and write_context="history" only; the read pass
-            then shows the whole conversation).
+        generation_writes: the chat model's read pass writes as it reads, as the authors' chat
+            session does: the whole conversation from an empty memory, then each generated token
+            before the next one is decoded (token writes and write_context="history" only; the
+            read pass then shows the whole conversation). Evaluation reads with writes off, as
+            the authors' evaluation does.
     """
 
     rank: int = option(8, help="side r of each r×r state matrix", parse=at_least(1))
