@@ -13,16 +13,19 @@ from agentmem.errors import (
     AgentMemError,
     BackboneError,
     EmptyConversationError,
+    IncompleteHistoryError,
     InputTooLongError,
     MemoryConflictError,
     MissingMemoryKeyError,
     MissingMessageSpansError,
+    OfficialAdapterError,
     StateFormatError,
     StateMismatchError,
     ToolCallingNotSupportedError,
     UnknownRoleError,
     UnsupportedArchitectureError,
     UnsupportedContentError,
+    UnsupportedOfficialOptionError,
 )
 
 _deprecated.install()
@@ -55,12 +58,12 @@ if TYPE_CHECKING:
 
 __all__ = [
     "AdapterError", "AgentMemError", "BackboneError", "DeltaMemChatModel", "DeltaMemConfig",
-    "EmptyConversationError", "InProcessMemoryStore", "InputTooLongError", "LockingMemoryStore",
-    "MemoryConflictError",
+    "EmptyConversationError", "InProcessMemoryStore", "IncompleteHistoryError", "InputTooLongError",
+    "LockingMemoryStore", "MemoryConflictError",
     "MemoryKey", "MemoryRecord", "MemoryState", "MemoryStore", "MissingMemoryKeyError",
-    "MissingMessageSpansError", "StateFormatError", "StateMismatchError",
+    "MissingMessageSpansError", "OfficialAdapterError", "StateFormatError", "StateMismatchError",
     "ToolCallingNotSupportedError", "fork_metadata", "UnknownRoleError", "UnsupportedArchitectureError",
-    "UnsupportedContentError",
+    "UnsupportedContentError", "UnsupportedOfficialOptionError",
 ]
 
 

@@ -215,15 +215,16 @@ def _eval_episodes(args: argparse.Namespace) -> list:
 
 
 def _load_model(backbone: str, adapter: str | None, device: str = "auto"):
-    from agentmem.model.adapters import load_adapter, shipped_adapter
+    from agentmem.model.adapters import backbone_dtype, load_adapter, shipped_adapter
     from agentmem.model.attach import attach_delta_mem
     from agentmem.model.backbones import load_backbone
     from agentmem.model.devices import resolve_device
 
-    model, tok = load_backbone(backbone)
-    model = model.to(resolve_device(device))
     folder = adapter or shipped_adapter(backbone)
-    if folder and str(folder) != "none":
+    folder = folder if folder and str(folder) != "none" else None
+    model, tok = load_backbone(backbone, dtype=backbone_dtype(folder))
+    model = model.to(resolve_device(device))
+    if folder:
         return load_adapter(model, folder), tok
     print("warning: no adapter given or shipped; using a freshly initialised one", file=sys.stderr)
     return attach_delta_mem(model), tok
@@ -294,6 +295,12 @@ def _eval_merge_options(p: argparse.ArgumentParser) -> None:
 
 
 # name -> (one-line help, adds the flags); a command's flags are built only when it is named
+def _convert_official_options(p: argparse.ArgumentParser) -> None:
+    from agentmem.model.official import convert_official_options
+
+    convert_official_options(p)
+
+
 BUILTIN_COMMANDS: dict[str, tuple[str, Callable[[argparse.ArgumentParser], None]]] = {
     "inspect": ("write a short conversation into δ-mem and print the per-layer state norms and "
                 "tokens written", _inspect_options),
@@ -302,6 +309,8 @@ BUILTIN_COMMANDS: dict[str, tuple[str, Callable[[argparse.ArgumentParser], None]
     "eval-merge": ("merge eval folders into one: shards of a run (`eval --shard K/N`) and runs of "
                    "disjoint regimes on the same episodes (e.g. a new adapter's memory regimes "
                    "beside an earlier run's adapter-free baselines)", _eval_merge_options),
+    "convert-official": ("convert an adapter released by the δ-mem authors into an agentmem "
+                         "adapter folder (docs/official_adapters.md)", _convert_official_options),
 }
 COMMANDS_GROUP = "agentmem.commands"  # entry points: name = "module:add(subparsers)"
 

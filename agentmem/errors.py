@@ -33,6 +33,31 @@ class AdapterError(AgentMemError, ValueError):
     """An adapter folder is missing, malformed, or does not fit the model."""
 
 
+class OfficialAdapterError(AdapterError):
+    """An adapter released by the method's authors (declare-lab/delta-Mem) that cannot be
+    converted: a missing or unreadable file, a pickle that is not a plain state dict, tensors
+    with unexpected names or shapes, or a correction the config switches off that is not zero."""
+
+
+class UnsupportedOfficialOptionError(OfficialAdapterError):
+    """An option of the authors' adapter config at a value agentmem does not implement.
+
+    Attributes:
+        option: the option's name in their ``delta_mem_config.json``.
+        value: its value there.
+    """
+
+    def __init__(self, option: str, value: Any, expected: str) -> None:
+        super().__init__(f"option {option}={value!r} of the authors' adapter is not supported: "
+                         f"agentmem implements {expected}")
+        self.option, self.value = option, value
+
+
+class IncompleteHistoryError(AgentMemError, ValueError):
+    """A call without the whole conversation, for an adapter that writes the conversation as one
+    sequence (``write_context="history"``)."""
+
+
 class BackboneError(AgentMemError, ValueError):
     """A backbone name or folder that cannot be resolved offline."""
 

@@ -9,12 +9,14 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from functools import cached_property
 from typing import Any, Literal
 
 from pydantic import ConfigDict
 from pydantic.json_schema import SkipJsonSchema
 
 from agentmem.chat.chat_model import DeltaMemChatModel
+from agentmem.model.adapters import adapter_config
 from agentmem.model.backbones import DEFAULT_BACKBONE
 from store import MemoryRepository
 from store.chat_store import RepositoryMemoryStore
@@ -108,11 +110,23 @@ class MemoryContext:
                              "window >= 0 and window_tokens None or >= 1")
         if self.scope not in ("thread", "agent"):
             raise ValueError(f"scope={self.scope!r}; expected 'thread' or 'agent'")
+        if self.scope == "agent" and self.whole_conversation:
+            raise ValueError("the model's adapter writes each conversation as one sequence "
+                             "(write_context='history'): a conversation cannot start from another "
+                             "one's memory; use scope='thread'")
         ids = [s.agent_id for s in self.specialists]
         if len(set(ids)) != len(ids) or not all(ids) or not self.agent_id:
             raise ValueError(f"agent ids must be non-empty and distinct; got {ids or self.agent_id!r}")
         if self.max_turn_chars < 1:
             raise ValueError(f"max_turn_chars={self.max_turn_chars}; expected >= 1")
+
+    @cached_property
+    def whole_conversation(self) -> bool:
+        """The model's adapter writes the conversation as one sequence (``write_context=
+        "history"``, e.g. a converted adapter of the method's authors): each turn then sends the
+        model the whole conversation, and the model's own ``window`` bounds its read pass."""
+        adapter = self.model.adapter
+        return bool(adapter) and adapter_config(adapter).write_context == "history"
 
     @property
     def repository(self) -> MemoryRepository:
@@ -143,11 +157,19 @@ class MemoryContext:
             database: a repository, a store URL or SQLite path (None: the store's default file).
             backbone: embedded backbone name or local HF folder.
             adapter: δ-mem adapter folder (None: the shipped one, else a fresh one with a warning).
+                One that writes whole conversations (a converted adapter of the method's authors)
+                is sent the whole conversation each turn, and shows ``window`` messages itself
+                (all of them with ``generation_writes``).
             max_new_tokens: answer length limit.
             device: torch device (None: CUDA when available).
             **settings: the other fields (window, scope, specialists, ...).
         """
         repo = database if isinstance(database, MemoryRepository) else MemoryRepository(database)
+        # an adapter that writes whole conversations gets them all; its read pass shows `window`
+        config = adapter_config(adapter) if adapter else None
+        window = None  # the graph's window trims what it sends, except to the adapters below
+        if config is not None and config.write_context == "history" and not config.generation_writes:
+            window = settings.get("window", cls.__dataclass_fields__["window"].default)
         model = DeltaMemChatModel(backbone=backbone, adapter=adapter, max_tokens=max_new_tokens,
-                                  device=device, store=RepositoryMemoryStore(repo))
+                                  device=device, store=RepositoryMemoryStore(repo), window=window)
         return cls(model=model, **settings)

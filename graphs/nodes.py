@@ -132,7 +132,9 @@ def respond(state: AgentState, runtime: Runtime[MemoryContext], *,
     branch = resolve_branch(ctx.repository, agent, _thread_id(runtime),
                             (state.get("memory") or {}).get(agent), ctx.scope)
     messages = agent_view(state["messages"], agent) if ctx.specialists else state["messages"]
-    prompt = visible_messages(messages, window=ctx.window, window_tokens=ctx.window_tokens,
+    whole = ctx.whole_conversation  # then the model's own window bounds what it shows
+    prompt = visible_messages(messages, window=len(messages) if whole else ctx.window,
+                              window_tokens=None if whole else ctx.window_tokens,
                               system_prompt=ctx.system_prompt_for(agent))
     try:
         reply = ctx.model.invoke(prompt, {"configurable": {"agent_id": agent,

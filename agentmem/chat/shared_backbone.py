@@ -17,7 +17,7 @@ import torch
 
 from agentmem.chat.tools import template_supports_tools
 from agentmem.errors import InputTooLongError
-from agentmem.model.adapters import load_adapter, shipped_adapter
+from agentmem.model.adapters import backbone_dtype, load_adapter, shipped_adapter
 from agentmem.model.attach import DeltaMemModel, attach_delta_mem
 from agentmem.model.backbones import load_backbone, resolve_backbone
 from agentmem.model.chat_template import EncodedChat, encode_chat
@@ -73,7 +73,8 @@ class ChatBackend:
 
     def render_write(self, messages: list[dict[str, Any]], prefix: list[dict[str, Any]]) -> EncodedChat:
         """Token ids and spans of a write pass: ``messages`` rendered as they follow ``prefix``."""
-        return encode_chat(self.tokenizer, messages, prefix=prefix)
+        return encode_chat(self.tokenizer, messages, prefix=prefix,
+                           span=self.dm.config.message_span)
 
     def check_length(self, n: int, what: str) -> None:
         """Raise `InputTooLongError` unless ``n`` tokens fit one pass."""
@@ -84,8 +85,13 @@ class ChatBackend:
 
     def decoder(self, prompts: list[list[int]], states: list[MemoryState],
                 params: SamplingParams) -> BatchDecoder:
+        """The read pass of each prompt over its memory. An adapter with ``generation_writes``
+        (the authors' chat session) instead writes each prompt, the whole conversation, into an
+        empty memory as it reads it, and then each generated token."""
+        if self.dm.config.generation_writes:
+            states = [self.new_state() for _ in prompts]
         return BatchDecoder(self.model, self.dm, prompts, MemoryState.stack(states), params,
-                            self.eos_ids, self.pad_id)
+                            self.eos_ids, self.pad_id, write=self.dm.config.generation_writes)
 
     def write(self, chats: list[EncodedChat], states: list[MemoryState]) -> list[MemoryState]:
         """One batched write pass: row b writes ``chats[b]`` into ``states[b]``.
@@ -138,10 +144,11 @@ def get_backend(backbone: str, adapter: str | None = None, device: str | None = 
 
 
 def _load(backbone: str, adapter: str | None, device: str) -> ChatBackend:
-    model, tokenizer = load_backbone(backbone)
-    model.to(device)
     named = Path(backbone).name == backbone  # a name, not a folder path
     folder = adapter or (shipped_adapter(backbone) if named else None)
+    # an adapter with bf16 numerics (the authors' release) runs on a bf16 backbone, as it was made
+    model, tokenizer = load_backbone(backbone, dtype=backbone_dtype(folder))
+    model.to(device)
     if folder:
         dm = load_adapter(model, folder)
     else:

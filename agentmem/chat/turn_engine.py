@@ -37,7 +37,7 @@ from agentmem.chat.turn_plan import (
     template_message,
     written_message,
 )
-from agentmem.errors import AgentMemError, MemoryConflictError
+from agentmem.errors import AgentMemError, IncompleteHistoryError, MemoryConflictError
 from agentmem.model.chat_template import EncodedChat
 from agentmem.model.state import MemoryState
 
@@ -137,6 +137,11 @@ class TurnEngine:
         self.backend, self.store = backend, store
         self.window, self.max_new_tokens = window, max_new_tokens
         self.save_timeout_s, self.on_save_error = save_timeout_s, on_save_error
+        self.whole_history = backend.dm.config.write_context == "history"
+        if backend.dm.config.generation_writes and window is not None:
+            raise ValueError(f"window={window}: this adapter writes the whole conversation while "
+                             "it answers (generation_writes), so its read pass shows all of it; "
+                             "use window=None")
 
     def prepare(self, messages: list[dict[str, Any]], scope: Scope, *, tools: list[dict] | None = None,
                 prefill: str = "", read: bool = True) -> Turn:
@@ -165,8 +170,8 @@ class TurnEngine:
         jobs = [self._job(t, a, t.head) if t.scope.key else None
                 for t, a in zip(turns, answers, strict=True)]
         rows = [i for i, j in enumerate(jobs) if j is not None and j.chat is not None]
-        written = self.backend.write([jobs[i].chat for i in rows], [turns[i].state for i in rows]) \
-            if rows else []
+        written = self.backend.write([jobs[i].chat for i in rows],
+                                     [self._base(turns[i].state) for i in rows]) if rows else []
         states = {i: s for i, s in zip(rows, written, strict=True)}
         out: list[TurnCheckpoint | None] = []
         for i, (turn, answer, job) in enumerate(zip(turns, answers, jobs, strict=True)):
@@ -234,7 +239,7 @@ class TurnEngine:
 
     def _rewrite(self, turn: Turn, answer: Answer | None, head: Head) -> tuple[_Job, MemoryState]:
         """The row's write pass redone on top of ``head``."""
-        base = head.source.state if head.source else self.backend.new_state()
+        base = self._base(head.source.state if head.source else self.backend.new_state())
         job = self._job(turn, answer, head)
         return job, self.backend.write([job.chat], [base])[0] if job.chat else base
 
@@ -258,16 +263,43 @@ class TurnEngine:
         log = WrittenLog.from_metadata(head.source.metadata if head.source else None)
         plan = turn.plan if head is turn.head else \
             plan_turn(turn.messages, log.thread(turn.scope.thread), self.window)
-        msgs = [written_message(m) for m in plan.new if m["content"].strip() or m.get("tool_calls")]
-        if answer is not None and answer.raw.strip():
-            msgs.append({"role": "assistant", "content": answer.raw})
+        new = [written_message(m) for m in plan.new if _writable(m)]
+        reply = [{"role": "assistant", "content": answer.raw}] \
+            if answer is not None and answer.raw.strip() else []
         chat = None
-        if msgs:
-            chat = self.backend.render_write(msgs, [written_message(m) for m in plan.prefix])
+        if (new or reply) and self.whole_history:  # the conversation so far, as one sequence
+            self._check_whole(turn, plan.start, log.thread(turn.scope.thread).count)
+            everything = [written_message(m) for m in turn.messages if _writable(m)] + reply
+            chat = self.backend.render_write(everything, [])
+            self.backend.check_length(len(chat.input_ids), "the write pass (the conversation)")
+        elif new or reply:
+            chat = self.backend.render_write(new + reply, [written_message(m) for m in plan.prefix])
             self.backend.check_length(len(chat.input_ids), "the write pass (new messages + answer)")
         extra = [fingerprint(answer.message)] if answer is not None else []
         log.record(turn.scope.thread, plan.fingerprints, plan.start, extra)
         return _Job(chat, log.to_metadata())
+
+    def _check_whole(self, turn: Turn, start: int, written: int) -> None:
+        """A conversation written as one sequence needs every message of it in the call."""
+        if turn.scope.kind == "agent":
+            raise IncompleteHistoryError(
+                "this adapter writes a thread's whole conversation as one sequence "
+                "(write_context='history'): it cannot continue another thread's memory; use "
+                "memory_scope='thread'")
+        if start != written:
+            raise IncompleteHistoryError(
+                f"this adapter writes the whole conversation as one sequence (write_context="
+                f"'history'): send all {written} messages already written in this thread, in "
+                "order, with every call (not only a window of them)")
+
+    def _base(self, state: MemoryState) -> MemoryState:
+        """The state a write pass starts from: the head's, or an empty one when the whole
+        conversation is rewritten."""
+        return self.backend.new_state() if self.whole_history else state
+
+
+def _writable(message: dict[str, Any]) -> bool:
+    return bool(message["content"].strip() or message.get("tool_calls"))
 
 
 def load_head(store: MemoryStore, scope: Scope) -> Head:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import torch
 from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 from torch import Tensor, nn
@@ -11,6 +12,7 @@ from torch import Tensor, nn
 from agentmem.errors import AdapterError
 from agentmem.model.attach import DeltaMemModel, adapter_fingerprint, attach_delta_mem
 from agentmem.model.config import DeltaMemConfig
+from agentmem.model.layer import NUMERICS_DTYPES
 
 CONFIG_FILE = "delta_mem_config.json"
 WEIGHTS_FILE = "delta_mem_adapter.safetensors"
@@ -23,16 +25,31 @@ def save_adapter(dm: DeltaMemModel, folder: str | Path) -> Path:
 
 
 def write_adapter(folder: str | Path, config: DeltaMemConfig, tensors: dict[str, Tensor],
-                  backbone_id: str) -> Path:
-    """Write an adapter folder from its config and tensors (fingerprinted here); returns it."""
+                  backbone_id: str, metadata: dict[str, str] | None = None) -> Path:
+    """Write an adapter folder from its config and tensors (fingerprinted here); returns it.
+    ``metadata`` adds text entries (e.g. where converted weights came from) to the file's header."""
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
     tensors = {k: v.detach().cpu().contiguous() for k, v in tensors.items()}
-    meta = {"format": "agentmem.adapter/1", "fingerprint": adapter_fingerprint(config, tensors),
-            "backbone_id": backbone_id}
+    meta = {**(metadata or {}), "format": "agentmem.adapter/1",
+            "fingerprint": adapter_fingerprint(config, tensors), "backbone_id": backbone_id}
     save_file(tensors, str(folder / WEIGHTS_FILE), metadata=meta)
     (folder / CONFIG_FILE).write_text(config.to_json() + "\n")
     return folder
+
+
+def adapter_config(folder: str | Path) -> DeltaMemConfig:
+    """The config of an adapter folder, without reading its tensors (see `read_adapter`)."""
+    try:
+        return DeltaMemConfig.from_json((Path(folder) / CONFIG_FILE).read_text())
+    except (OSError, ValueError) as e:
+        raise AdapterError(f"cannot read adapter folder {folder}: {e}") from e
+
+
+def backbone_dtype(folder: str | Path | None) -> torch.dtype:
+    """The dtype to load a backbone in for the adapter in ``folder`` (None: no adapter): bf16
+    for an adapter with bf16 numerics (the method authors' release), else fp32."""
+    return NUMERICS_DTYPES[adapter_config(folder).numerics] if folder else torch.float32
 
 
 def read_adapter(folder: str | Path) -> tuple[DeltaMemConfig, dict, dict[str, str]]:

@@ -13,9 +13,13 @@ WRITE_MODES = ("token", "message")  # TSW, SSW (docs/design.md#the-mechanism)
 BRANCHES = ("q", "k", "v", "o")
 INITS = ("base_slice", "zero")
 WRITE_POLICIES = ("all", "user")
+NUMERICS = ("fp32", "bf16")  # docs/official_adapters.md#numerics
+WRITE_CONTEXTS = ("turn", "history")
+MESSAGE_SPANS = ("content", "template")
 # Fields added after adapters were shipped: left out of the JSON while at their default, so an
 # older adapter's config (and so its fingerprint) reads back byte for byte.
-_OMIT_AT_DEFAULT = {"write_policy": "all", "write_reads": True}
+_OMIT_AT_DEFAULT = {"write_policy": "all", "write_reads": True, "numerics": "fp32",
+                    "write_context": "turn", "message_span": "content", "generation_writes": False}
 
 
 @dataclass(frozen=True)
@@ -38,6 +42,20 @@ class DeltaMemConfig:
         write_reads: whether the write pass also reads the memory (its corrections apply while
             writing). False: a write pass is the frozen backbone's, so each message's write
             features depend on its text alone (training can cache them). Message-level only.
+        numerics: "fp32" computes every δ-mem step in fp32 and keeps the state in fp32; "bf16"
+            keeps the dtype behaviour of the method authors' release: features and corrections
+            in bf16, the recurrence of a pass in fp32, the state rounded to bf16 after every pass
+            (a backbone served for such an adapter is loaded in bf16).
+        write_context: "turn" writes each turn in a pass of its own tokens; "history" writes the
+            whole conversation as one sequence (each written token attends to every earlier one),
+            as the authors' release was trained and evaluated.
+        message_span: what one message-level write averages: the message's "content" tokens, or
+            its whole chat-template span ("template": role header, content, end of turn).
+        generation_writes: the chat model's read pass writes as it reads, as the authors' chat
+            session does: the whole conversation from an empty memory, then each generated token
+            before the next one is decoded (token writes and write_context="history" only; the
+            read pass then shows the whole conversation). Evaluation reads with writes off, as
+            the authors' evaluation does.
     """
 
     rank: int = option(8, help="side r of each r×r state matrix", parse=at_least(1))
@@ -55,6 +73,17 @@ class DeltaMemConfig:
                                "messages only; message-level writes)", choices=WRITE_POLICIES)
     write_reads: bool = option(True, help="write passes run the frozen backbone (no reads while "
                                "writing; message-level writes; lets training cache write features)")
+    numerics: str = option("fp32", help="fp32; or bf16: δ-mem in bf16 with the state rounded to "
+                           "bf16 after every pass, as the method authors' release", choices=NUMERICS)
+    write_context: str = option("turn", help="turn: each turn is written in a pass of its own; "
+                                "history: the conversation is written as one sequence",
+                                choices=WRITE_CONTEXTS)
+    message_span: str = option("content", help="what a message-level write averages: the "
+                               "message's content tokens, or its whole chat-template span",
+                               choices=MESSAGE_SPANS)
+    generation_writes: bool = option(False, help="the read pass writes the whole conversation "
+                                     "and each generated token as it reads them (token writes, "
+                                     "write_context history), as the method authors' chat session")
 
     def __post_init__(self) -> None:
         # Accept lists from JSON/users but store tuples so the dataclass stays hashable.
@@ -97,6 +126,20 @@ class DeltaMemConfig:
         if self.write_mode != "message" and (self.write_policy != "all" or not self.write_reads):
             raise ValueError("write_policy and write_reads=False need write_mode='message': "
                              "token writes write every token of a pass and read while writing")
+        for name, allowed in (("numerics", NUMERICS), ("write_context", WRITE_CONTEXTS),
+                              ("message_span", MESSAGE_SPANS)):
+            if getattr(self, name) not in allowed:
+                raise ValueError(f"{name}={getattr(self, name)!r}; expected one of {allowed}")
+        if self.message_span != "content" and self.write_mode != "message":
+            raise ValueError("message_span='template' needs write_mode='message'")
+        if not isinstance(self.generation_writes, bool):
+            raise ValueError(f"generation_writes={self.generation_writes!r}; expected a bool")
+        if self.generation_writes and (self.write_mode != "token" or self.write_context != "history"):
+            raise ValueError("generation_writes=True needs write_mode='token' and "
+                             "write_context='history': the read pass rewrites the conversation")
+        if self.numerics != "fp32" and not self.write_reads:
+            raise ValueError(f"numerics={self.numerics!r} rounds the state after every pass; "
+                             "write_reads=False batches the passes of a history into one")
 
     @property
     def scale(self) -> float:

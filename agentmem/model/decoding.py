@@ -80,7 +80,9 @@ def pick_tokens(logits: Tensor, params: SamplingParams,
 
 
 class BatchDecoder:
-    """Generate for B prompts at once; row b reads ``state.row(b)`` and writes nothing.
+    """Generate for B prompts at once; row b reads ``state.row(b)`` and writes nothing (with
+    ``write``: writes its prompt and then each generated token before the next one reads, as the
+    method authors' chat session does; padding never writes).
 
     Iterating yields, per step, the new token of every row (None for rows that are done). A row is
     done after an end-of-sequence token (not yielded), ``max_new_tokens`` or `finish`; finished
@@ -94,10 +96,11 @@ class BatchDecoder:
     """
 
     def __init__(self, model: Any, dm: DeltaMemModel, prompts: list[list[int]], state: MemoryState,
-                 params: SamplingParams, eos_ids: Sequence[int], pad_id: int) -> None:
+                 params: SamplingParams, eos_ids: Sequence[int], pad_id: int, *,
+                 write: bool = False) -> None:
         if state.batch_size != len(prompts):
             raise ValueError(f"{len(prompts)} prompts but a memory of {state.batch_size} rows")
-        self.model, self.dm, self.params = model, dm, params
+        self.model, self.dm, self.params, self.write = model, dm, params, write
         device = model.device
         self.state = state.replace(tensors=state.tensors.to(device))
         ids, mask = pad_rows(prompts, pad_id, left=True)  # every row's last token is at T-1
@@ -119,7 +122,7 @@ class BatchDecoder:
         B, active = len(self.done), list(range(len(self.done)))  # rows still in the batch
         positions = (self.mask.cumsum(dim=-1) - 1).clamp(min=0)  # [B, T]
         mask, state = self.mask, self.state
-        logits, past = self._forward(self.ids, mask, positions, None, state)
+        logits, past, state = self._forward(self.ids, mask, positions, None, state)
         for step in range(self.params.max_new_tokens):
             tokens = pick_tokens(logits, self.params, [self.generators[r] for r in active])  # [b]
             is_eos = torch.isin(tokens, self.eos).tolist()
@@ -142,16 +145,23 @@ class BatchDecoder:
                 mask, tokens, state = mask[idx], tokens[idx], _select(state, idx)
                 active = [active[p] for p in keep]
             mask = torch.cat([mask, mask.new_ones(mask.shape[0], 1)], dim=1)
-            logits, past = self._forward(tokens[:, None], mask, mask.sum(-1, keepdim=True) - 1,
-                                         past, state)
+            logits, past, state = self._forward(tokens[:, None], mask,
+                                                mask.sum(-1, keepdim=True) - 1, past, state)
 
     @torch.no_grad()
     def _forward(self, ids: Tensor, mask: Tensor, positions: Tensor, past: Any,
-                 state: MemoryState) -> tuple[Tensor, Any]:
-        with self.dm.memory(state, batch_size=ids.shape[0]):
+                 state: MemoryState) -> tuple[Tensor, Any, MemoryState]:
+        """One step: the last logits, the KV cache and the memory after it (written when
+        ``write``; the prompt's padding is masked, every decoded token writes)."""
+        write_mask = mask if self.write and past is None else None
+        with self.dm.memory(state, write=self.write, batch_size=ids.shape[0],
+                            attention_mask=write_mask) as cache:
             out = self.model(input_ids=ids, attention_mask=mask, position_ids=positions,
                              use_cache=True, logits_to_keep=1, **{self._cache_kw: past})
-        return out.logits[:, -1], getattr(out, self._cache_kw)
+        if self.write:  # kept on the device between steps
+            tensors = torch.stack([cache.states[i] for i in self.dm.layer_indices], dim=1)
+            state = state.replace(tensors=tensors, tokens_written=cache.tokens_written.cpu())
+        return out.logits[:, -1], getattr(out, self._cache_kw), state
 
     @cached_property
     def _cache_kw(self) -> str:

@@ -1,5 +1,6 @@
-"""Writing a conversation history into memory turn by turn, as the chat model serves it: without
-gradients (evaluation) or batched with gradients into the write parameters (training).
+"""Writing a conversation history into memory as the chat model serves it (turn by turn, or as
+one sequence for adapters with ``write_context="history"``): without gradients (evaluation) or
+batched with gradients into the write parameters (training).
 
 With read-free message writes (``write_reads=False``) a write pass is the frozen backbone's, so a
 message's write is a function of one vector per layer: the mean of its content tokens' inputs to
@@ -23,6 +24,7 @@ from torch import Tensor
 
 from agentmem.model.attach import DeltaMemModel
 from agentmem.model.chat_template import EncodedChat, encode_chat
+from agentmem.model.config import DeltaMemConfig
 from agentmem.model.padding import pad_rows, pad_token_id
 from agentmem.model.passes import write_tokens
 from agentmem.model.state import MemoryState
@@ -41,13 +43,25 @@ def turns_of(history: list[Message]) -> list[list[Message]]:
     return turns
 
 
-def encode_turns(tokenizer: Any, history: list[Message], budget_tokens: int | None = None
-                 ) -> list[EncodedChat]:
-    """Each turn rendered as the continuation of the ones before it; the oldest turns are
-    dropped until the written tokens fit ``budget_tokens``."""
+def encode_turns(tokenizer: Any, history: list[Message], budget_tokens: int | None = None, *,
+                 config: DeltaMemConfig | None = None) -> list[EncodedChat]:
+    """The write passes of a history, as the adapter's ``config`` writes it (default: the
+    default config): each turn rendered as the continuation of the ones before it
+    (``write_context="turn"``), or the whole history as one sequence (``"history"``). The
+    oldest turns are dropped until the written tokens fit ``budget_tokens``."""
+    config = config or DeltaMemConfig()
+    span = config.message_span
+    if config.write_context == "history":
+        turns = turns_of(history)
+        while turns:
+            enc = encode_chat(tokenizer, [m for t in turns for m in t], span=span)
+            if len(turns) == 1 or budget_tokens is None or len(enc.input_ids) <= budget_tokens:
+                return [enc]
+            turns = turns[1:]
+        return []
     encoded, prefix = [], []
     for turn in turns_of(history):
-        encoded.append(encode_chat(tokenizer, turn, prefix=prefix))
+        encoded.append(encode_chat(tokenizer, turn, prefix=prefix, span=span))
         prefix = prefix + turn
     if budget_tokens is not None:
         while len(encoded) > 1 and sum(len(e.input_ids) for e in encoded) > budget_tokens:
@@ -65,7 +79,7 @@ def write_history(dm: DeltaMemModel, tokenizer: Any, history: list[Message],
         with torch.no_grad():
             return write_from_features(dm, [message_features(dm, tokenizer, history, budget_tokens)],
                                        state=state)[0]
-    for enc in encode_turns(tokenizer, history, budget_tokens):
+    for enc in encode_turns(tokenizer, history, budget_tokens, config=dm.config):
         state = write_tokens(dm, torch.tensor([enc.input_ids]), state,
                              spans=[enc.written_spans(dm.config.write_policy)])
     return state
@@ -91,7 +105,7 @@ def write_histories_grad(dm: DeltaMemModel, tokenizer: Any, histories: list[list
     if (keys_out is not None or betas_out is not None) and dm.config.write_mode != "message":
         raise ValueError("keys_out and betas_out need message-level writes: token writes have no "
                          "message keys or gates")
-    per_row = [encode_turns(tokenizer, h, budget_tokens) for h in histories]
+    per_row = [encode_turns(tokenizer, h, budget_tokens, config=dm.config) for h in histories]
     B, n_turns = len(histories), max((len(t) for t in per_row), default=0)
     state, betas = dm.new_state(B), []
     collect = keys_out is not None or betas_out is not None
@@ -149,7 +163,9 @@ class HistoryWriter:
     """`write_history` with a prefix cache: histories that extend an already written one (bAbI
     questions of one story) only write the new turns. A history over the token budget is cut
     from the front, so its prefixes are not reusable; it is written whole once and its state
-    kept under the whole history's digest (LoCoMo questions of one conversation share it)."""
+    kept under the whole history's digest (LoCoMo questions of one conversation share it). So is
+    every history of an adapter that writes the whole history as one sequence
+    (``write_context="history"``): a longer history is a new sequence, not an extension."""
 
     def __init__(self, dm: DeltaMemModel, tokenizer: Any, budget_tokens: int | None = None,
                  max_entries: int = 20_000) -> None:
@@ -158,19 +174,16 @@ class HistoryWriter:
         self._cache: dict[str, MemoryState] = {}
 
     def __call__(self, history: list[Message]) -> MemoryState:
-        encoded = encode_turns(self.tokenizer, history)
         keys, key = [], ""
         for turn in turns_of(history):
             key = hashlib.sha256((key + json.dumps(turn, sort_keys=True)).encode()).hexdigest()
             keys.append(key)
-        if self.budget is not None and sum(len(e.input_ids) for e in encoded) > self.budget:
-            whole = f"cut:{keys[-1]}"
-            if whole not in self._cache:
-                state = write_history(self.dm, self.tokenizer, history, budget_tokens=self.budget)
-                if len(self._cache) >= self.max_entries:
-                    return state
-                self._cache[whole] = state
-            return self._cache[whole]
+        if not keys:
+            return self.dm.new_state()
+        encoded = encode_turns(self.tokenizer, history, config=self.dm.config)
+        over = self.budget is not None and sum(len(e.input_ids) for e in encoded) > self.budget
+        if over or self.dm.config.write_context == "history":
+            return self._whole(history, f"whole:{keys[-1]}")
         done = next((k for k in range(len(keys), 0, -1) if keys[k - 1] in self._cache), 0)
         state = self._cache[keys[done - 1]] if done else self.dm.new_state()
         feats = turn_features(self.dm, self.tokenizer, encoded[done:]) if _read_free(self.dm) else None
@@ -185,6 +198,15 @@ class HistoryWriter:
             if len(self._cache) < self.max_entries:
                 self._cache[keys[k]] = state
         return state
+
+    def _whole(self, history: list[Message], key: str) -> MemoryState:
+        """The history written whole (`write_history`), cached under ``key``."""
+        if key not in self._cache:
+            state = write_history(self.dm, self.tokenizer, history, budget_tokens=self.budget)
+            if len(self._cache) >= self.max_entries:
+                return state
+            self._cache[key] = state
+        return self._cache[key]
 
 
 def _read_free(dm: DeltaMemModel) -> bool:
@@ -238,7 +260,8 @@ def message_features(dm: DeltaMemModel, tokenizer: Any, history: list[Message],
                      budget_tokens: int | None = None) -> WriteFeatures:
     """The write features of ``history``, written as served: its turns (oldest dropped to fit
     ``budget_tokens``), the messages the write policy writes, in order."""
-    turns = turn_features(dm, tokenizer, encode_turns(tokenizer, history, budget_tokens))
+    turns = turn_features(dm, tokenizer, encode_turns(tokenizer, history, budget_tokens,
+                                                      config=dm.config))
     if not turns:
         return WriteFeatures(torch.zeros(0, len(dm.layer_indices), dm.model.config.hidden_size), 0)
     return WriteFeatures(torch.cat([t.x for t in turns]), sum(t.tokens for t in turns))

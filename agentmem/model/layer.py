@@ -20,6 +20,8 @@ from agentmem.ops import delta_rule, delta_rule_read, fused
 if TYPE_CHECKING:
     from agentmem.model.pass_context import MemoryCache, PassContext
 
+NUMERICS_DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16}  # DeltaMemConfig.numerics
+
 
 class DeltaMemLayer(nn.Module):
     """δ-mem parameters of one layer (all named ``delta_mem_*``).
@@ -35,6 +37,8 @@ class DeltaMemLayer(nn.Module):
         N, r = config.num_states, config.rank
         self.num_states, self.rank, self.scale = N, r, config.scale
         self.write_reads = config.write_reads  # False: a write pass reads nothing (frozen pass)
+        # dtype of the features, the read-out and the state between passes (DeltaMemConfig.numerics)
+        self.compute_dtype = NUMERICS_DTYPES[config.numerics]
         # Rows: [W_q; W_k; W_v; W_β], each N·r × d (the N states own consecutive r-row slices).
         self.delta_mem_w_in = nn.Parameter(torch.empty(4 * N * r, hidden_size))
         self.delta_mem_b_beta = nn.Parameter(torch.full((N * r,), float(config.beta_bias)))
@@ -54,13 +58,21 @@ class DeltaMemLayer(nn.Module):
                 u.copy_(gain * cols / cols.norm(dim=0, keepdim=True).clamp_min(1e-12))
 
     def features(self, x: Tensor) -> tuple[Tensor, Tensor, Tensor, Tensor]:
-        """q, k, v, β of docs/design.md#the-mechanism, each [B, T, N, r] fp32, from x [B, T, d]."""
+        """q, k, v, β of docs/design.md#the-mechanism, each [B, T, N, r] fp32, from x [B, T, d].
+
+        Computed in ``compute_dtype`` (bf16 numerics round them as the authors' release does)."""
         B, T, _ = x.shape
-        z = F.linear(x.float(), self.delta_mem_w_in).view(B, T, 4, self.num_states, self.rank)
+        dt = self.compute_dtype
+        z = F.linear(x.to(dt), self.delta_mem_w_in.to(dt)).view(B, T, 4, self.num_states, self.rank)
         # tanh then l2norm for q and k together
         qk = F.normalize(torch.tanh(z[:, :, :2]), dim=-1)
-        beta = torch.sigmoid(z[:, :, 3] + self.delta_mem_b_beta.view(self.num_states, self.rank))
-        return qk[:, :, 0], qk[:, :, 1], z[:, :, 2], beta
+        b_beta = self.delta_mem_b_beta.to(dt).view(self.num_states, self.rank)
+        beta = torch.sigmoid(z[:, :, 3] + b_beta)
+        return qk[:, :, 0].float(), qk[:, :, 1].float(), z[:, :, 2].float(), beta.float()
+
+    def between_passes(self, S: Tensor) -> Tensor:
+        """The state as it is kept after a pass: fp32, or rounded to bf16 (bf16 numerics)."""
+        return S if self.compute_dtype == torch.float32 else S.to(self.compute_dtype).to(S.dtype)
 
     def step(self, x: Tensor, cache: MemoryCache, layer_idx: int) -> Tensor:
         """Read (and write, when the cache says so) for one pass; returns m [B, T, N·r]."""
@@ -81,7 +93,7 @@ class DeltaMemLayer(nn.Module):
                 reads, S = delta_rule_read(q, S0)
             if cache.write == "message":
                 S, _, _ = self.write_only(x, S0, pool=cache.pool_spans_weights(x))
-        cache.commit(layer_idx, S, T)
+        cache.commit(layer_idx, self.between_passes(S), T)
         return reads.reshape(B, T, -1)
 
     def can_fuse(self, x: Tensor, cache: MemoryCache, layer_idx: int) -> bool:
@@ -89,6 +101,7 @@ class DeltaMemLayer(nn.Module):
         none, no padding mask for this position."""
         S0 = cache.states[layer_idx]
         return (x.shape[1] == 1 and cache.write != "message" and not torch.is_grad_enabled()
+                and self.compute_dtype == torch.float32
                 and fused.available() and x.dtype == torch.float32 and x.device.type == "cpu"
                 and S0.is_contiguous() and not S0.requires_grad
                 and cache.token_write_mask(layer_idx, x.shape[0], 1) is None)
@@ -118,11 +131,15 @@ class DeltaMemLayer(nn.Module):
         _, k, v, beta = self.features(x)
         if mask is not None:
             beta = beta * mask.to(beta.dtype)[..., None, None]
-        return delta_rule(k, k, v, beta, S0)[1], beta, k
+        return self.between_passes(delta_rule(k, k, v, beta, S0)[1]), beta, k
 
     def correct(self, branch: str, out: Tensor, m: Tensor) -> Tensor:
         """out + s · U_branch m; out [B, T, o] from the frozen projection, m [B, T, N·r] fp32."""
         u = self.delta_mem_u[branch]
+        dt = self.compute_dtype
+        if dt != torch.float32:  # bf16 numerics: read-out, projection and scale in bf16
+            delta = F.linear(m.to(dt), u.to(dt)) * self.scale
+            return out + delta.to(out.dtype)
         if out.dtype == torch.float32:  # one fused kernel on the hot path
             flat = torch.addmm(out.reshape(-1, out.shape[-1]), m.reshape(-1, m.shape[-1]), u.t(),
                                alpha=self.scale)

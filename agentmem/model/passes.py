@@ -39,9 +39,11 @@ def write_chat(dm: DeltaMemModel, tokenizer: Any, messages: list[dict[str, str]]
     """Write one turn's messages (rendered after ``prefix``) into ``state``.
 
     Token writes (TSW) write every rendered token; message writes (SSW) write each message's
-    content once.
+    span (content, or template span: ``DeltaMemConfig.message_span``) once. This is one turn's
+    pass whatever the adapter's ``write_context``: `agentmem.model.history.write_history`
+    writes a whole history as the adapter's config says.
     """
-    enc = encode_chat(tokenizer, messages, prefix=prefix)
+    enc = encode_chat(tokenizer, messages, prefix=prefix, span=dm.config.message_span)
     ids = torch.tensor([enc.input_ids])
     return write_tokens(dm, ids, state, spans=[enc.written_spans(dm.config.write_policy)])
 

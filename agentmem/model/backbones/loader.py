@@ -33,7 +33,8 @@ def load_backbone(name_or_path: str = DEFAULT_BACKBONE, *, dtype: torch.dtype = 
 
     Args:
         name_or_path: an embedded backbone name (``smollm2-135m-instruct``) or a local HF folder.
-        dtype: parameter dtype of the backbone (δ-mem itself always computes in fp32).
+        dtype: parameter dtype of the backbone (δ-mem computes in fp32 unless its adapter has
+            bf16 numerics).
 
     Raises:
         BackboneError: unknown name, missing folder, or the embedded package is not installed.
