@@ -17,9 +17,10 @@ from typing import Any
 from sqlalchemy import Engine
 
 from agentmem.model.state import MemoryState
+from store.checks import backoff_delay, new_checkpoint_id
 from store.errors import ConflictError
 from store.records import CheckpointInfo, MemoryCheckpoint, StateSpec, ThreadInfo
-from store.repository import MemoryRepository, backoff_delay, new_checkpoint_id
+from store.repository import MemoryRepository
 
 AsyncStateFn = Callable[[MemoryState | None], MemoryState | Awaitable[MemoryState]]
 

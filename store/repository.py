@@ -15,13 +15,8 @@ that did happen is found instead of written twice.
 
 from __future__ import annotations
 
-import math
-import os
-import random
-import sqlite3
 import threading
 import time
-import uuid
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime
@@ -31,18 +26,16 @@ from sqlalchemy import Engine, and_, delete, select, text
 from sqlalchemy.engine import Connection
 from sqlalchemy.exc import IntegrityError
 
-from agentmem.errors import AgentMemError, StateMismatchError
+from agentmem.errors import StateMismatchError
 from agentmem.model.state import MemoryState
-from store import codec
+from store import checks, codec, space
 from store import queries as q
 from store.engine import BUSY_TIMEOUT_S, WRITE_OPTION, is_sqlite, make_engine
 from store.errors import (
     CheckpointNotFound,
     CommitUnknownError,
     ConflictError,
-    CorruptCheckpointError,
     DanglingHeadError,
-    ErasurePendingError,
     StoreFullError,
     StoreUnavailableError,
 )
@@ -53,8 +46,6 @@ from store.records import CheckpointInfo, MemoryCheckpoint, StateSpec, ThreadInf
 C, T = q.C, q.T
 StateFn = Callable[[MemoryState | None], MemoryState]
 R = TypeVar("R")
-MAX_COUNT = 2**62  # limits and counts beyond this cannot be a row count on any database
-DELETE_CHUNK = 64  # rows per transaction when deleting on a full disk (each needs WAL space)
 
 
 class MemoryRepository:
@@ -78,8 +69,8 @@ class MemoryRepository:
 
     def __init__(self, engine: Engine | str | None = None, *, spec: StateSpec | None = None,
                  lock_timeout_s: float = BUSY_TIMEOUT_S, retry_s: float = 10.0):
-        self._lock_timeout_s = _seconds("lock_timeout_s", lock_timeout_s, positive=True)
-        self._retry_s = _seconds("retry_s", retry_s)
+        self._lock_timeout_s = checks.seconds("lock_timeout_s", lock_timeout_s, positive=True)
+        self._retry_s = checks.seconds("retry_s", retry_s)
         self._owns_engine = not isinstance(engine, Engine)
         with translated("opening the store"):
             self._engine = engine if isinstance(engine, Engine) else make_engine(engine)
@@ -117,7 +108,7 @@ class MemoryRepository:
         with self._lock, translated("setting up the store's tables"):
             version = migrate(self._engine, lock_timeout_s=self._lock_timeout_s)
             if is_sqlite(self._engine):
-                _make_reserve(self._sqlite_path())
+                space.make_reserve(space.sqlite_path(self._engine))
             self._ready = True
             return version
 
@@ -155,7 +146,7 @@ class MemoryRepository:
         meta = codec.encode_metadata(metadata)
         if parent is not None and not codec.is_checkpoint_id(parent):
             raise ConflictError(f"parent {codec.show(parent)} is not a checkpoint id of this store")
-        cid = new_checkpoint_id(checkpoint_id)
+        cid = checks.new_checkpoint_id(checkpoint_id)
 
         def once() -> CheckpointInfo:
             with self._write(f"writing thread {codec.show(thread_id)}") as conn:
@@ -185,11 +176,11 @@ class MemoryRepository:
             ConflictError: still conflicting after ``retries`` retries.
             StoreLockedError: the thread's lock was not granted within ``lock_timeout_s``.
         """
-        retries = _count("retries", retries, minimum=0)
-        backoff_s = _seconds("backoff_s", backoff_s)
+        retries = checks.count("retries", retries, minimum=0)
+        backoff_s = checks.seconds("backoff_s", backoff_s)
         agent_id, thread_id = self._ids(agent_id, thread_id)
         meta = codec.encode_metadata(metadata)
-        cid = new_checkpoint_id(checkpoint_id)
+        cid = checks.new_checkpoint_id(checkpoint_id)
 
         def once() -> CheckpointInfo:
             with self._held(agent_id, thread_id) as conn:
@@ -210,7 +201,7 @@ class MemoryRepository:
             except ConflictError as e:
                 if attempt >= retries:
                     raise ConflictError(f"update gave up after {retries + 1} attempts: {e}") from e
-            time.sleep(backoff_delay(attempt, backoff_s))
+            time.sleep(checks.backoff_delay(attempt, backoff_s))
             attempt += 1
 
     @contextmanager
@@ -243,7 +234,7 @@ class MemoryRepository:
         src = self.get(agent_id, thread_id, checkpoint_id)
         agent_id, new_thread_id = self._ids(agent_id, new_thread_id)
         meta = codec.encode_metadata(src.metadata if metadata is None else metadata)
-        enc, cid = self._encode(src.state), new_checkpoint_id(None)
+        enc, cid = self._encode(src.state), checks.new_checkpoint_id(None)
 
         def once() -> CheckpointInfo:
             with self._write(f"forking into thread {codec.show(new_thread_id)}") as conn:
@@ -259,7 +250,7 @@ class MemoryRepository:
         the store created shrink; see :meth:`compact` for older files). On a full disk the rows go
         in small transactions, so that pruning is how space is won back.
         """
-        keep_last = _count("keep_last", keep_last, minimum=1)
+        keep_last = checks.count("keep_last", keep_last, minimum=1)
         agent_id, thread_id = self._ids(agent_id, thread_id)
 
         def run(conn: Connection, limit: int | None) -> int:
@@ -270,7 +261,7 @@ class MemoryRepository:
                                                        C.c.seq <= head.seq - keep_last), limit)
 
         n = self._deleting(f"pruning thread {codec.show(thread_id)}", run)
-        self._shrink(erase=False)
+        space.shrink(self._engine, self._lock_timeout_s, erase=False)
         return n
 
     def delete_thread(self, agent_id: str, thread_id: str) -> int:
@@ -281,7 +272,7 @@ class MemoryRepository:
         agent_id, thread_id = self._ids(agent_id, thread_id)
         n = self._deleting(f"deleting thread {codec.show(thread_id)}",
                            self._thread_deleter(q.THREAD_PK, q.thread_params(agent_id, thread_id)))
-        self._shrink(erase=True)
+        space.shrink(self._engine, self._lock_timeout_s, erase=True)
         return n
 
     def delete_agent(self, agent_id: str) -> int:
@@ -298,7 +289,7 @@ class MemoryRepository:
         agent_id = codec.check_id("agent_id", agent_id)
         n = self._deleting(f"deleting agent {codec.show(agent_id)}",
                            self._thread_deleter(q.AGENT_PKS, q.agent_params(agent_id)))
-        self._shrink(erase=True)
+        space.shrink(self._engine, self._lock_timeout_s, erase=True)
         return n
 
     def compact(self) -> int:
@@ -308,7 +299,8 @@ class MemoryRepository:
         SQLite: folds the WAL into the file and truncates it; a file that existed before the store
         first used it (``auto_vacuum`` off) is converted once with ``VACUUM`` (which needs free
         disk about the file's size), later calls only move free pages out. PostgreSQL: ``VACUUM
-        FULL`` of the store's tables (each is locked while it is rewritten; copies in the server's
+        FULL`` of the store's tables (each is locked while it is rewritten; rows an older open
+        transaction may still see are kept until it ends; copies in the server's
         WAL and in backups remain until they are recycled).
 
         Raises:
@@ -317,15 +309,8 @@ class MemoryRepository:
         """
         self._ensure_ready()
         if not is_sqlite(self._engine):
-            return self._vacuum_full()
-        before = self._sqlite_bytes()
-        with translated("compacting the store"), self._engine.connect() as conn:
-            dbapi = self._sqlite_dbapi(conn)
-            if dbapi.execute("PRAGMA auto_vacuum").fetchone()[0] != 2:  # 2: INCREMENTAL
-                dbapi.execute("PRAGMA auto_vacuum = INCREMENTAL")
-                dbapi.execute("VACUUM")
-        self._shrink(erase=True)
-        return max(0, before - self._sqlite_bytes())
+            return space.vacuum_full(self._engine, self._lock_timeout_s)
+        return space.compact_sqlite(self._engine, self._lock_timeout_s)
 
     def repair_head(self, agent_id: str, thread_id: str) -> str | None:
         """Point a thread whose head row is gone (:class:`DanglingHeadError`) at its newest
@@ -384,7 +369,7 @@ class MemoryRepository:
             CheckpointNotFound: ``before`` is not a checkpoint of this thread.
         """
         if limit is not None:
-            limit = _count("limit", limit, minimum=0)
+            limit = checks.count("limit", limit, minimum=0)
         agent_id, thread_id = self._ids(agent_id, thread_id)
         if before is not None and not codec.is_checkpoint_id(before):
             raise CheckpointNotFound(f"no checkpoint {codec.show(before)} in this thread")
@@ -538,63 +523,16 @@ class MemoryRepository:
         except StoreFullError:
             if not is_sqlite(self._engine):
                 raise
-        _release_reserve(self._sqlite_path())
+        space.release_reserve(space.sqlite_path(self._engine))
         total = 0
         while True:
             with self._write(what) as conn:
-                n = run(conn, DELETE_CHUNK)
+                n = run(conn, space.DELETE_CHUNK)
             total += n
-            self._shrink(erase=False)
-            if n < DELETE_CHUNK:
-                _make_reserve(self._sqlite_path())
+            space.shrink(self._engine, self._lock_timeout_s, erase=False)
+            if n < space.DELETE_CHUNK:
+                space.make_reserve(space.sqlite_path(self._engine))
                 return total
-
-    def _shrink(self, *, erase: bool) -> None:
-        """SQLite: move free pages out of the file, fold the WAL in and truncate it.
-
-        ``erase``: the WAL still holds images of deleted rows; a reader that keeps it alive past
-        ``lock_timeout_s`` raises :class:`ErasurePendingError` instead of passing in silence.
-        """
-        if not is_sqlite(self._engine):
-            return
-        with translated("giving space back"), self._engine.connect() as conn:
-            dbapi = self._sqlite_dbapi(conn)
-            try:  # pysqlite steps a PRAGMA once (one page); executescript runs it to the end
-                dbapi.executescript("PRAGMA incremental_vacuum;")
-            except sqlite3.OperationalError:  # a busy writer: the next shrink frees the pages
-                pass
-            busy = dbapi.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchone()[0]
-        if busy and erase:
-            raise ErasurePendingError(
-                "the rows are deleted and no call returns them, but their bytes remain in the "
-                f"write-ahead log while another connection reads (waited {self._lock_timeout_s:g}"
-                " s); call repository.compact() once it is done")
-
-    def _sqlite_dbapi(self, conn: Connection) -> Any:
-        dbapi = conn.connection.driver_connection
-        dbapi.execute(f"PRAGMA busy_timeout = {int(self._lock_timeout_s * 1000)}")
-        return dbapi
-
-    def _sqlite_path(self) -> str:
-        path = str(self._engine.url.database)
-        return path.removeprefix("file:").split("?")[0] if path.startswith("file:") else path
-
-    def _sqlite_bytes(self) -> int:
-        path = self._sqlite_path()
-        return sum(os.path.getsize(p) for p in (path, path + "-wal") if os.path.exists(p))
-
-    def _vacuum_full(self) -> int:
-        tables = [t.name for t in (C, T)]
-        with translated("compacting the store"), self._engine.connect() as conn:
-            conn = conn.execution_options(isolation_level="AUTOCOMMIT")
-            conn.exec_driver_sql(f"SET lock_timeout = '{int(self._lock_timeout_s * 1000)}ms'")
-            size = text("SELECT sum(pg_total_relation_size(to_regclass(t))) "
-                        "FROM unnest(CAST(:ts AS text[])) AS t")
-            before = int(conn.execute(size, {"ts": tables}).scalar() or 0)
-            for name in tables:  # names of the store's own tables, quoted by the dialect
-                conn.exec_driver_sql(
-                    f"VACUUM (FULL, ANALYZE) {conn.dialect.identifier_preparer.quote(name)}")
-            return max(0, before - int(conn.execute(size, {"ts": tables}).scalar() or 0))
 
     def _retrying(self, once: Callable[[], R], cid: str) -> R:
         """Run a write; while the database cannot be reached, retry it (same checkpoint id, so
@@ -611,25 +549,25 @@ class MemoryRepository:
                     raise CommitUnknownError(
                         f"{e}; the write may or may not have committed: retrying put(..., "
                         f"checkpoint_id={cid!r}) stores it exactly once", cid) from e
-            time.sleep(backoff_delay(attempt, 0.05, cap_s=1.0))
+            time.sleep(checks.backoff_delay(attempt, 0.05, cap_s=1.0))
             attempt += 1
 
     @contextmanager
     def _read(self, what: str = "reading") -> Iterator[Connection]:
         self._ensure_ready()
-        with _rows_checked(what), translated(what), self._engine.connect() as conn:
+        with checks.rows_checked(what), translated(what), self._engine.connect() as conn:
             if is_sqlite(conn):
-                self._sqlite_dbapi(conn)
+                space.sqlite_dbapi(conn, self._lock_timeout_s)
             with conn.begin():
                 yield conn
 
     @contextmanager
     def _write(self, what: str = "writing") -> Iterator[Connection]:
         self._ensure_ready()
-        with _rows_checked(what), translated(what), self._engine.connect() as conn:
+        with checks.rows_checked(what), translated(what), self._engine.connect() as conn:
             conn.execution_options(**{WRITE_OPTION: True})
             if is_sqlite(conn):  # BEGIN IMMEDIATE waits for the write lock this long
-                self._sqlite_dbapi(conn)
+                space.sqlite_dbapi(conn, self._lock_timeout_s)
             with conn.begin():
                 if not is_sqlite(conn):
                     conn.exec_driver_sql(
@@ -675,7 +613,7 @@ class HeldThread:
         """
         enc = self._repo._encode(state)
         meta = codec.encode_metadata(metadata)
-        cid = new_checkpoint_id(checkpoint_id)
+        cid = checks.new_checkpoint_id(checkpoint_id)
         with translated(f"writing thread {codec.show(self.thread_id)}"):
             info = self._repo._append_in(self._conn, self.agent_id, self.thread_id, enc, meta,
                                          cid=cid, expected=self._parent, lineage=self._parent,
@@ -683,79 +621,3 @@ class HeldThread:
         self._parent = info.checkpoint_id
         return info
 
-
-def new_checkpoint_id(checkpoint_id: str | None) -> str:
-    """``checkpoint_id`` if it has the store's form (32 lowercase hex digits), else a fresh one
-    for None.
-
-    Raises:
-        InvalidIdError: anything else.
-    """
-    if checkpoint_id is None:
-        return uuid.uuid4().hex
-    if not codec.is_checkpoint_id(checkpoint_id):
-        raise codec.InvalidIdError(f"checkpoint_id {codec.show(checkpoint_id)}: expected 32 "
-                                   "lowercase hex digits (uuid.uuid4().hex)")
-    return checkpoint_id
-
-
-def backoff_delay(attempt: int, base_s: float, cap_s: float = 0.1) -> float:
-    """Full-jitter exponential backoff: uniform in [0, min(cap, base · 2^attempt)]."""
-    return random.uniform(0.0, min(cap_s, base_s * 2 ** min(attempt, 30)))
-
-
-def _count(name: str, value: Any, *, minimum: int) -> int:
-    if isinstance(value, bool) or not isinstance(value, int) or not minimum <= value <= MAX_COUNT:
-        raise ValueError(f"{name}={value!r}; expected an integer in {minimum}..2**62")
-    return value
-
-
-def _seconds(name: str, value: Any, *, positive: bool = False) -> float:
-    ok = isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value)
-    if not ok or value < 0 or (positive and value == 0):
-        raise ValueError(f"{name}={value!r}; expected a finite number of seconds "
-                         f"{'> 0' if positive else '>= 0'}")
-    return float(value)
-
-
-@contextmanager
-def _rows_checked(what: str) -> Iterator[None]:
-    """A stored value of the wrong type (a column altered outside the store) is a corrupt row."""
-    try:
-        yield
-    except (ValueError, TypeError, OverflowError) as e:
-        if isinstance(e, AgentMemError):
-            raise
-        raise CorruptCheckpointError(f"{what}: a stored value does not have the store's type "
-                                     f"({type(e).__name__}: {e}); was the table altered?") from e
-
-
-RESERVE_BYTES = 1 << 20
-"""Size of the file kept beside an SQLite store and removed on a full disk, so that a deletion
-has room for its first write-ahead-log pages."""
-
-
-def reserve_path(db_path: str) -> str:
-    return db_path + "-agentmem-reserve"
-
-
-def _make_reserve(db_path: str) -> None:
-    try:
-        with open(reserve_path(db_path), "xb") as f:
-            f.write(b"\0" * RESERVE_BYTES)
-            f.flush()
-            os.fsync(f.fileno())
-    except FileExistsError:
-        pass
-    except OSError:  # no room yet (or a read-only folder): made again after the next deletion
-        try:
-            os.unlink(reserve_path(db_path))
-        except OSError:
-            pass
-
-
-def _release_reserve(db_path: str) -> None:
-    try:
-        os.unlink(reserve_path(db_path))
-    except FileNotFoundError:
-        pass

@@ -315,6 +315,7 @@ def test_compact_runs_on_every_database(target: Target, repo: MemoryRepository) 
     repo.delete_agent("a")
     freed = repo.compact()
     assert isinstance(freed, int) and freed >= 0
-    if target.name == "postgresql":  # VACUUM FULL rewrote the tables without the dead rows
-        assert freed > 30 * 8_000
+    # How much PostgreSQL frees depends on the server's other sessions (VACUUM FULL keeps rows
+    # that an older open snapshot may still see); test_store_pg_crash.py checks the bytes on a
+    # private cluster.
     assert repo.latest("a", "t") is None and repo.latest("keeper", "t") is not None
