@@ -52,10 +52,14 @@ def seconds(name: str, value: Any, *, positive: bool = False) -> float:
 
 @contextmanager
 def rows_checked(what: str) -> Iterator[None]:
-    """A stored value of the wrong type (a column altered outside the store) is a corrupt row."""
+    """A stored value of the wrong type (a column altered outside the store) is a corrupt row.
+
+    Only ValueError and OverflowError (what the drivers' and SQLAlchemy's converters raise); a
+    TypeError is a bug, and row mapping (``queries.info``) checks its own conversions.
+    """
     try:
         yield
-    except (ValueError, TypeError, OverflowError) as e:
+    except (ValueError, OverflowError) as e:
         if isinstance(e, AgentMemError):
             raise
         raise CorruptCheckpointError(f"{what}: a stored value does not have the store's type "

@@ -101,18 +101,23 @@ def utc(dt: datetime) -> datetime:
 
 
 def info(row: Any) -> CheckpointInfo:
-    """A :class:`CheckpointInfo` from a row with the ``INFO`` columns."""
+    """A :class:`CheckpointInfo` from a row with the ``INFO`` columns.
+
+    Raises:
+        CorruptCheckpointError: a column holds a value of another type than the store wrote.
+    """
     try:
         shape = tuple(int(n) for n in json.loads(row.shape))
-    except (ValueError, TypeError) as e:
-        raise codec.CorruptCheckpointError(f"checkpoint {row.checkpoint_id}: bad shape") from e
-    return CheckpointInfo(
-        agent_id=row.agent_id, thread_id=row.thread_id, checkpoint_id=row.checkpoint_id,
-        parent_checkpoint_id=row.parent_checkpoint_id, seq=int(row.seq),
-        created_at=utc(row.created_at), adapter_fingerprint=row.adapter_fingerprint,
-        backbone_id=row.backbone_id, shape=shape, dtype=row.dtype,
-        tokens_written=int(row.tokens_written), codec=row.codec, checksum=row.checksum,
-        size_bytes=int(row.size_bytes), metadata=codec.decode_metadata(row.metadata))
+        return CheckpointInfo(
+            agent_id=row.agent_id, thread_id=row.thread_id, checkpoint_id=row.checkpoint_id,
+            parent_checkpoint_id=row.parent_checkpoint_id, seq=int(row.seq),
+            created_at=utc(row.created_at), adapter_fingerprint=row.adapter_fingerprint,
+            backbone_id=row.backbone_id, shape=shape, dtype=row.dtype,
+            tokens_written=int(row.tokens_written), codec=row.codec, checksum=row.checksum,
+            size_bytes=int(row.size_bytes), metadata=codec.decode_metadata(row.metadata))
+    except (ValueError, TypeError, AttributeError) as e:
+        raise codec.CorruptCheckpointError(f"checkpoint {row.checkpoint_id}: a column holds a "
+                                           f"value of the wrong type ({e})") from e
 
 
 def encoded(row: Any) -> codec.EncodedState:
