@@ -39,7 +39,7 @@ def step(dm, tok, batch, feats=None) -> float:
         state, beta = write_from_features(dm, feats)
     prompts = [read_prompt("memory-only", e.history, e.question) for e in batch]
     loss = answer_loss(dm, tok, prompts, [e.answer for e in batch], state).mean()
-    (loss + 0.01 * ((beta - 0.05) ** 2).mean()).backward()
+    (loss + 0.01 * ((beta.mean() - 0.05) ** 2).mean()).backward()
     return time.perf_counter() - t
 
 

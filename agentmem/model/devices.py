@@ -1,9 +1,10 @@
 """Where the backbone runs: ``auto`` picks CUDA when it is there, else the CPU.
 
-`agentmem train` and `agentmem eval` are one process on one device: they run unchanged under a
-single-process ``accelerate launch`` (or ``torchrun --nproc-per-node 1``). A multi-process launch
-is refused: every process would run the whole job and write the same files (no data parallelism
-is implemented; `agentmem eval --shard K/N` splits an evaluation across processes instead).
+`agentmem eval` is one process on one device: it runs unchanged under a single-process
+``accelerate launch`` (or ``torchrun --nproc-per-node 1``). A multi-process launch is refused
+here, since every process would run the whole evaluation and write the same files; `agentmem eval
+--shard K/N` splits an evaluation across processes instead. `agentmem train` is data parallel
+under a launcher (`agentmem.train.parallel`) and resolves its devices there.
 """
 
 from __future__ import annotations

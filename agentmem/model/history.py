@@ -20,6 +20,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import torch
+import torch.utils.checkpoint
 from torch import Tensor
 
 from agentmem.model.attach import DeltaMemModel
@@ -30,6 +31,23 @@ from agentmem.model.passes import write_tokens
 from agentmem.model.state import MemoryState
 
 Message = dict[str, str]
+
+
+@dataclass(frozen=True)
+class WriteGates:
+    """The write gates β of a batch's writes: per layer, their sum over every written unit
+    (message or token) and its N·r gates, with autograd, and how many gates were summed.
+
+    Sums rather than means so that the rows of a batch can be written in parts (one per training
+    process) and still give the batch's mean (`agentmem.train.parallel`); padding counts nowhere.
+    """
+
+    total: Tensor  # [L]
+    count: float
+
+    def mean(self) -> Tensor:
+        """The mean gate per layer, [L] (0 where nothing was written)."""
+        return self.total / max(self.count, 1.0)
 
 
 def turns_of(history: list[Message]) -> list[list[Message]]:
@@ -88,14 +106,17 @@ def write_history(dm: DeltaMemModel, tokenizer: Any, history: list[Message],
 def write_histories_grad(dm: DeltaMemModel, tokenizer: Any, histories: list[list[Message]], *,
                          budget_tokens: int | None = None,
                          keys_out: list[Tensor | None] | None = None,
-                         betas_out: list[Tensor | None] | None = None) -> tuple[MemoryState, Tensor]:
+                         betas_out: list[Tensor | None] | None = None,
+                         checkpoint: bool = False) -> tuple[MemoryState, WriteGates]:
     """Write B histories into B memory rows, turn k of every history in one batched pass,
     with gradients into the δ-mem write parameters.
 
     Each pass runs the backbone without autograd (its values are exact: every row reads its own
     state so far); the writes are then replayed from the recorded layer inputs with autograd, so
     the gradient reaches W_k, W_v, W_β and earlier writes but not the backbone's hidden states.
-    Returns the states and the mean write gate β per layer ([L], for the sparsity term).
+    Returns the states and their write gates (`WriteGates`, for the sparsity term).
+    ``checkpoint``: keep only each replayed layer write's inputs for the backward pass and
+    recompute the write there (less memory for long histories, one more write per layer).
 
     ``keys_out`` (message-level writes only): an empty list that receives, per row, the keys of
     its written messages in order ([M_b, L, N, r], with gradients into W_k; None for a row that
@@ -107,7 +128,8 @@ def write_histories_grad(dm: DeltaMemModel, tokenizer: Any, histories: list[list
                          "message keys or gates")
     per_row = [encode_turns(tokenizer, h, budget_tokens, config=dm.config) for h in histories]
     B, n_turns = len(histories), max((len(t) for t in per_row), default=0)
-    state, betas = dm.new_state(B), []
+    state = dm.new_state(B)
+    total, count = torch.zeros(len(dm.layer_indices), device=dm.model.device), 0.0
     collect = keys_out is not None or betas_out is not None
     row_writes: list[list[tuple[Tensor, Tensor]]] = [[] for _ in range(B)]
     for k in range(n_turns):
@@ -115,14 +137,13 @@ def write_histories_grad(dm: DeltaMemModel, tokenizer: Any, histories: list[list
         ids, attn, spans = _right_padded(tokenizer, turn, dm.config.write_policy)
         if not any(spans):
             continue
-        state, beta = _replayed_write(dm, ids, attn, spans, state, row_writes if collect else None)
-        betas.append(beta)
+        state, gates = _replayed_write(dm, ids, attn, spans, state, row_writes if collect else None,
+                                       checkpoint=checkpoint)
+        total, count = total + gates.total, count + gates.count
     for out, j in ((keys_out, 0), (betas_out, 1)):
         if out is not None:
             out.extend(torch.cat([w[j] for w in r]) if r else None for r in row_writes)
-    beta_mean = (torch.stack(betas).mean(0) if betas
-                 else torch.zeros(len(dm.layer_indices), device=dm.model.device))
-    return state, beta_mean
+    return state, WriteGates(total, count)
 
 
 def _right_padded(tokenizer: Any, turn: list[EncodedChat | None], policy: str
@@ -133,8 +154,8 @@ def _right_padded(tokenizer: Any, turn: list[EncodedChat | None], policy: str
 
 def _replayed_write(dm: DeltaMemModel, ids: Tensor, attn: Tensor,
                     spans: list[list[tuple[int, int]]], state: MemoryState,
-                    row_writes: list[list[tuple[Tensor, Tensor]]] | None = None
-                    ) -> tuple[MemoryState, Tensor]:
+                    row_writes: list[list[tuple[Tensor, Tensor]]] | None = None, *,
+                    checkpoint: bool = False) -> tuple[MemoryState, WriteGates]:
     device = dm.model.device
     ids, attn = ids.to(device), attn.to(device)
     with torch.no_grad(), dm.memory(state, write=True, batch_size=ids.shape[0],
@@ -142,12 +163,18 @@ def _replayed_write(dm: DeltaMemModel, ids: Tensor, attn: Tensor,
         dm.model.get_decoder()(input_ids=ids, attention_mask=attn, use_cache=False)
     message = dm.config.write_mode == "message"
     pool = c.pool_spans_weights(ids) if message else None
+    mask = None if message else attn
     layers, betas, keys, gates = [], [], [], []
     for j, i in enumerate(dm.layer_indices):
-        S, beta, k = dm.layers[i].write_only(c.record[i], state.tensors[:, j].to(device),
-                                             pool=pool, mask=None if message else attn)
+        args = (c.record[i], state.tensors[:, j].to(device))
+        if checkpoint and torch.is_grad_enabled():
+            S, beta, k = torch.utils.checkpoint.checkpoint(
+                lambda x, s0, i=i: dm.layers[i].write_only(x, s0, pool=pool, mask=mask), *args,
+                use_reentrant=False)
+        else:
+            S, beta, k = dm.layers[i].write_only(*args, pool=pool, mask=mask)
         layers.append(S)
-        betas.append(beta.mean())
+        betas.append(beta.sum())  # padding wrote with β = 0
         keys.append(k)  # [B, M, N, r] with message-level writes
         gates.append(beta)
     if row_writes is not None:
@@ -156,7 +183,8 @@ def _replayed_write(dm: DeltaMemModel, ids: Tensor, attn: Tensor,
             if row:
                 row_writes[b].append((stacked_k[b, : len(row)], stacked_b[b, : len(row)]))
     new = state.replace(tensors=torch.stack(layers, dim=1), tokens_written=c.tokens_written.cpu())
-    return new, torch.stack(betas)
+    units = float(pool[1].sum()) if pool is not None else float(attn.sum())
+    return new, WriteGates(torch.stack(betas), units * gates[0].shape[-1] * gates[0].shape[-2])
 
 
 class HistoryWriter:
@@ -270,10 +298,10 @@ def message_features(dm: DeltaMemModel, tokenizer: Any, history: list[Message],
 def write_from_features(dm: DeltaMemModel, feats: list[WriteFeatures], *,
                         state: MemoryState | None = None,
                         keys_out: list[Tensor | None] | None = None,
-                        betas_out: list[Tensor | None] | None = None) -> tuple[MemoryState, Tensor]:
+                        betas_out: list[Tensor | None] | None = None) -> tuple[MemoryState, WriteGates]:
     """B histories' states from their write features, written into ``state`` (None: empty
-    memories), with gradients into the write parameters when autograd is on; and the mean write
-    gate per layer ([L], over the written messages). ``keys_out`` and
+    memories), with gradients into the write parameters when autograd is on; and their write
+    gates (`WriteGates`, over the written messages). ``keys_out`` and
     ``betas_out`` receive each row's keys and gates ([M_b, L, N, r]; None for a row that wrote
     nothing), as from `agentmem.model.history.write_histories_grad`."""
     device, layers = dm.model.device, dm.layer_indices
@@ -290,8 +318,7 @@ def write_from_features(dm: DeltaMemModel, feats: list[WriteFeatures], *,
     for j, i in enumerate(layers):
         S, beta, k = dm.layers[i].write_only(x[:, :, j], S0[:, j], mask=valid)
         written.append(S)
-        n = valid.sum().clamp_min(1.0) * beta.shape[-1] * beta.shape[-2]
-        betas.append((beta * valid[..., None, None]).sum() / n)
+        betas.append((beta * valid[..., None, None]).sum())
         keys.append(k)
         gates.append(beta)
     for out, per_layer in ((keys_out, keys), (betas_out, gates)):
@@ -300,4 +327,6 @@ def write_from_features(dm: DeltaMemModel, feats: list[WriteFeatures], *,
             out.extend(stacked[b, : f.x.shape[0]] if f.x.shape[0] else None
                        for b, f in enumerate(feats))
     tokens = state.tokens_written + torch.tensor([f.tokens for f in feats], dtype=torch.int64)
-    return state.replace(tensors=torch.stack(written, dim=1), tokens_written=tokens), torch.stack(betas)
+    gates_per_unit = dm.config.num_states * dm.config.rank
+    return (state.replace(tensors=torch.stack(written, dim=1), tokens_written=tokens),
+            WriteGates(torch.stack(betas), float(valid.sum()) * gates_per_unit))

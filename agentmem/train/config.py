@@ -26,8 +26,8 @@ class TrainConfig:
     out: str = option(help="run folder: checkpoints, logs, the adapter in <out>/adapter")
     backbone: str = option(DEFAULT_BACKBONE, help="embedded name or local HF folder")
     steps: int = option(300, help="optimizer steps of the schedule", parse=at_least(1))
-    batch_size: int = option(8, help="episodes per optimizer step (gradient accumulation)",
-                             parse=at_least(1))
+    batch_size: int = option(8, help="episodes per optimizer step, over all processes (each of N "
+                             "processes writes and reads every N-th)", parse=at_least(1))
     lr: float = option(1e-3, help="peak learning rate (AdamW)", parse=non_negative_float)
     warmup: float = option(0.1, help="share of the steps spent warming up the learning rate",
                            parse=non_negative_float)
@@ -47,7 +47,15 @@ class TrainConfig:
         None, help="fit the run into this many minutes: a fresh run times its first steps and "
         "shortens --steps so the whole schedule fits; any sitting stops, checkpointed, when the "
         "time is spent", parse=non_negative_float)
-    device: str = option("auto", help="auto (CUDA when available), cpu, cuda, cuda:N")
+    device: str = option("auto", help="auto (CUDA when available), cpu, cuda, cuda:N (several "
+                         "processes: auto, cpu or cuda, each process on its own GPU)")
+    precision: str = option(
+        "auto", help="the frozen backbone's weights and activations: fp32, bf16 or fp16 (δ-mem "
+        "parameters, state and optimizer stay fp32; fp16 adds loss scaling); auto: accelerate "
+        "launch's --mixed_precision, else fp32", choices=("auto", "fp32", "bf16", "fp16"))
+    checkpoint_writes: bool = option(
+        False, help="gradient checkpointing of the write replay: keep each layer write's inputs "
+        "and recompute it in the backward pass (less memory on long histories)")
     init_adapter: str | None = option(
         None, help="start from this adapter folder's weights with a fresh schedule; its config "
         "replaces --rank/--num-states/--write-mode/--beta-bias")

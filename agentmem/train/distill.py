@@ -52,13 +52,18 @@ def teacher_row(dm: DeltaMemModel, tokenizer: Any, episode: Any, top_k: int = TO
 def distill_kl(student: Tensor, teachers: list[TeacherRow]) -> Tensor:
     """Mean over answer positions of KL(teacher top-K ‖ student), from the student's
     log-distributions [N, V] at the teachers' positions, in the same order."""
+    return distill_kl_positions(student, teachers).mean()
+
+
+def distill_kl_positions(student: Tensor, teachers: list[TeacherRow]) -> Tensor:
+    """KL(teacher top-K ‖ student) per answer position, [N] (see `distill_kl`)."""
     t_ids = torch.cat([t.ids for t in teachers]).to(student.device)
     t_logp = torch.cat([t.logp for t in teachers]).to(student.device)
     if t_ids.shape[0] != student.shape[0]:
         raise ValueError(f"teacher has {t_ids.shape[0]} answer positions, student "
                          f"{student.shape[0]}: the answers did not tokenize alike")
     t = torch.log_softmax(t_logp, dim=-1)  # renormalised over the top K
-    return (t.exp() * (t - student.gather(-1, t_ids))).sum(-1).mean()
+    return (t.exp() * (t - student.gather(-1, t_ids))).sum(-1)
 
 
 def distill_loss(dm: DeltaMemModel, tokenizer: Any, prompts: list[ReadPrompt], answers: list[str],

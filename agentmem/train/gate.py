@@ -46,6 +46,19 @@ def gate_loss(betas: list[Tensor | None], labels: list[list[bool] | None], gate_
 
     Returns (0, {}) when no row has labels.
     """
+    losses, said, other = gate_terms(betas, labels, gate_beta)
+    if not losses.numel():
+        zero = next((b for b in betas if b is not None), torch.zeros(()))
+        return zero.new_zeros(()), {}
+    stats = {name: values.mean().item() for name, values in
+             (("beta_statement", said), ("beta_other", other)) if values.numel()}
+    return losses.mean(), stats
+
+
+def gate_terms(betas: list[Tensor | None], labels: list[list[bool] | None], gate_beta: float
+               ) -> tuple[Tensor, Tensor, Tensor]:
+    """Per row with labels, its gate term (with autograd), [n]; and the mean gates of every
+    statement and of every other message of those rows (no autograd) (see `gate_loss`)."""
     losses, said, other = [], [], []
     for beta, label in zip(betas, labels, strict=True):
         if beta is None or label is None:
@@ -59,10 +72,5 @@ def gate_loss(betas: list[Tensor | None], labels: list[list[bool] | None], gate_
         other.append(mean[~is_statement].detach())
     if not losses:
         zero = next((b for b in betas if b is not None), torch.zeros(()))
-        return zero.new_zeros(()), {}
-    stats = {}
-    for name, parts in (("beta_statement", said), ("beta_other", other)):
-        values = torch.cat(parts)
-        if values.numel():
-            stats[name] = values.mean().item()
-    return torch.stack(losses).mean(), stats
+        return zero.new_zeros(0), zero.new_zeros(0), zero.new_zeros(0)
+    return torch.stack(losses), torch.cat(said), torch.cat(other)

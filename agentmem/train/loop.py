@@ -15,6 +15,7 @@ from __future__ import annotations
 import json
 import math
 import random
+import sys
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -23,11 +24,11 @@ from typing import Any
 import torch
 from tqdm import tqdm
 
+from agentmem.errors import UnsupportedLaunchError
 from agentmem.model.adapters import apply_adapter, read_adapter, save_adapter
 from agentmem.model.attach import DeltaMemModel, attach_delta_mem
 from agentmem.model.backbones import load_backbone
 from agentmem.model.config import DeltaMemConfig
-from agentmem.model.devices import resolve_device
 from agentmem.model.history import (
     check_cacheable,
     message_features,
@@ -40,10 +41,17 @@ from agentmem.model.scoring import answer_logprobs, answer_loss, row_nll
 from agentmem.model.state import MemoryState
 from agentmem.train.checkpoint import load_checkpoint, save_checkpoint
 from agentmem.train.config import PROTOCOL_FLAGS, TrainConfig
-from agentmem.train.distill import distill_kl, teacher_row
-from agentmem.train.gate import gate_loss, statement_messages
-from agentmem.train.match import fact_message, match_loss, reply_queries
-from agentmem.train.preserve import TeacherReply, preservation_loss, preservation_views, teacher_replies
+from agentmem.train.distill import distill_kl_positions, teacher_row
+from agentmem.train.gate import gate_terms, statement_messages
+from agentmem.train.match import fact_message, match_terms, reply_queries
+from agentmem.train.parallel import Replicas
+from agentmem.train.precision import PRECISIONS, grad_scaler, memory_estimate, resolve_precision
+from agentmem.train.preserve import (
+    TeacherReply,
+    preservation_kl_tokens,
+    preservation_views,
+    teacher_replies,
+)
 from agentmem.train.report import write_card, write_loss_plot
 
 
@@ -119,86 +127,154 @@ def draw_batch(rng: random.Random, n_episodes: int, batch_size: int,
 
 def train_step(dm: DeltaMemModel, tok: Any, episodes: list[Any], step: int, cfg: TrainConfig,
                opt: torch.optim.Optimizer, groups: list[list[int]] | None = None,
-               replies: list[TeacherReply] | None = None, caches: StepCaches | None = None
-               ) -> dict[str, float]:
+               replies: list[TeacherReply] | None = None, caches: StepCaches | None = None,
+               replicas: Replicas | None = None, scaler: Any = None) -> dict[str, float]:
     """One optimizer step over a batch written and read as one batched pass per turn.
 
     The batch and its views depend only on (seed, step) (and ``groups``, from ``turn_groups``
-    when ``cfg.bucket_turns``), so resuming reproduces an uninterrupted run."""
+    when ``cfg.bucket_turns``), so resuming reproduces an uninterrupted run. With several
+    processes (``replicas``) every process draws the same batch, computes its own rows' share of
+    each loss term and the gradients are summed (`agentmem.train.parallel`): the step is the one
+    a single process takes on the whole batch. ``scaler``: a `torch.amp.GradScaler` (fp16)."""
+    rep = replicas if replicas is not None else Replicas()
     rng = random.Random(cfg.seed * 1_000_003 + step)
     drawn = draw_batch(rng, len(episodes), cfg.batch_size, groups)
-    batch = [episodes[i] for i in drawn]
-    ctx = [step >= cfg.memory_only_steps and rng.random() < cfg.context_views for _ in batch]
-    regimes = ["memory+full-context" if c else "memory-only" for c in ctx]
+    whole = [episodes[i] for i in drawn]
+    ctx_all = [step >= cfg.memory_only_steps and rng.random() < cfg.context_views for _ in whole]
+    regimes_all = ["memory+full-context" if c else "memory-only" for c in ctx_all]
     if cfg.window_views:  # drawn only when asked for: older runs keep their random stream
-        regimes = [r if c or rng.random() >= cfg.window_views else "memory+window"
-                   for r, c in zip(regimes, ctx, strict=True)]
+        regimes_all = [r if c or rng.random() >= cfg.window_views else "memory+window"
+                       for r, c in zip(regimes_all, ctx_all, strict=True)]
+    mine = rep.rows(len(whole))  # this process's rows of the batch
+    index = [drawn[b] for b in mine]
+    batch, ctx = [whole[b] for b in mine], [ctx_all[b] for b in mine]
     opt.zero_grad(set_to_none=True)
     keys: list[torch.Tensor | None] | None = [] if cfg.match_weight else None
     gates: list[torch.Tensor | None] | None = [] if cfg.gate_weight else None
     if caches is not None and caches.writes is not None:
-        state, beta = write_from_features(dm, [caches.writes.get(i, episodes[i]) for i in drawn],
-                                          keys_out=keys, betas_out=gates)
+        state, written = write_from_features(dm, [caches.writes.get(i, episodes[i]) for i in index],
+                                             keys_out=keys, betas_out=gates)
     else:
-        state, beta = write_histories_grad(dm, tok, [e.history for e in batch],
-                                           budget_tokens=cfg.budget_tokens, keys_out=keys,
-                                           betas_out=gates)
-    prompts = [read_prompt(r, e.history, e.question, window=cfg.window)
-               for e, r in zip(batch, regimes, strict=True)]
+        state, written = write_histories_grad(dm, tok, [e.history for e in batch],
+                                              budget_tokens=cfg.budget_tokens, keys_out=keys,
+                                              betas_out=gates, checkpoint=cfg.checkpoint_writes)
+    prompts = [read_prompt(regimes_all[b], e.history, e.question, window=cfg.window)
+               for b, e in zip(mine, batch, strict=True)]
     answers = [e.answer for e in batch]
     teachers = caches.teachers if caches is not None else None
     if teachers is None:
-        ce = answer_loss(dm, tok, prompts, answers, state)  # [B]
+        ce = answer_loss(dm, tok, prompts, answers, state)  # [rows]
     else:  # one read pass gives both the answer CE and the student of the distillation term
         logp, targets, row_of = answer_logprobs(dm, tok, prompts, answers, state)
         ce = row_nll(logp, targets, row_of, len(batch))
-    loss = ce.mean() + cfg.sparsity * ((beta - 0.05) ** 2).mean()
-    matched = {}
+    # the local parts of each loss term: (sum over this process's units, with autograd; count)
+    parts: dict[str, tuple[torch.Tensor, int]] = {}
     if teachers is not None:
         rows = [b for b, c in enumerate(ctx) if not c]
         if rows:
             keep = torch.tensor([not c for c in ctx])[row_of]
-            kd = distill_kl(logp[keep.to(logp.device)],
-                            [teachers.get(drawn[b], batch[b]) for b in rows])
-            loss = loss + cfg.distill_weight * kd
-            matched["distill_kl"] = kd.item()
+            kd = distill_kl_positions(logp[keep.to(logp.device)],
+                                      [teachers.get(index[b], batch[b]) for b in rows])
+            parts["distill"] = (kd.sum(), kd.numel())
+    hits = said = other = None
     if keys is not None:
         facts = [fact_message(e, 0 if k is None else k.shape[0])
                  for e, k in zip(batch, keys, strict=True)]
         queries = reply_queries(dm, tok, [e.question for e in batch], [e.answer for e in batch])
-        match, hit = match_loss(queries, keys, facts)
-        loss = loss + cfg.match_weight * match
-        if hit is not None:
-            matched = {"match_loss": match.item(), "match_acc": hit}
+        terms, hits = match_terms(queries, keys, facts)
+        parts["match"] = (terms.sum(), terms.numel())
     if gates is not None:
         labels = [statement_messages(e, 0 if g is None else g.shape[0])
                   for e, g in zip(batch, gates, strict=True)]
-        gated, stats = gate_loss(gates, labels, cfg.gate_beta)
-        loss = loss + cfg.gate_weight * gated
-        if stats:
-            matched.update(gate_loss=gated.item(), **stats)
+        terms, said, other = gate_terms(gates, labels, cfg.gate_beta)
+        parts["gate"] = (terms.sum(), terms.numel())
     if replies:
-        rows, pairs, cut = preservation_views(rng, [e.history for e in batch], replies,
-                                              cfg.preserve_rows, tuple(cfg.preserve_windows))
-        kl = preservation_loss(dm, tok, state, rows, pairs, cut)
-        loss = loss + cfg.preserve_weight * kl
-        matched["preserve_kl"] = kl.item()
-    loss.backward()
-    is_ctx, ce_rows = torch.tensor(ctx), ce.detach().cpu()
+        rows_of_views, pairs, cut = preservation_views(
+            rng, [e.history for e in whole], replies, cfg.preserve_rows, tuple(cfg.preserve_windows))
+        local = {b: j for j, b in enumerate(mine)}
+        views = [v for v, b in enumerate(rows_of_views) if b in local]
+        if views:
+            kl = preservation_kl_tokens(dm, tok, state, [local[rows_of_views[v]] for v in views],
+                                        [pairs[v] for v in views], [cut[v] for v in views])
+            parts["preserve"] = (kl.sum(), kl.numel())
     probe = {}
     if cfg.probe_every and (step + 1) % cfg.probe_every == 0:
-        probe = memory_probe(dm, tok, batch, ctx, state, ce_rows)  # before the update, as ce
+        probe = memory_probe(dm, tok, batch, ctx, state, ce.detach().cpu())  # before the update
+    # one collective: every count and every logged sum, over all processes
+    is_ctx, ce_rows = torch.tensor(ctx, dtype=torch.bool), ce.detach().cpu().double()
+    local_sums = [ce_rows[~is_ctx].sum(), ce_rows[is_ctx].sum(),
+                  *written.total.detach().cpu().double(), torch.tensor(written.count)]
+    for name in TERMS:
+        value, n = parts.get(name, (torch.zeros(()), 0))
+        local_sums += [value.detach().cpu().double(), torch.tensor(float(n))]
+    for extra in (hits, said, other):
+        local_sums += [torch.zeros(()), torch.tensor(0.0)] if extra is None else \
+            [extra.detach().cpu().double().sum(), torch.tensor(float(extra.numel()))]
+    local_sums += [torch.tensor(probe.get(k, 0.0)) for k in ("other_sum", "own_sum", "rows")]
+    totals = rep.total(torch.stack([torch.as_tensor(v, dtype=torch.float64) for v in local_sums]))
+    L = written.total.shape[0]
+    ce_memory, ce_context = totals[0].item(), totals[1].item()
+    gate_mean = totals[2:2 + L] / max(totals[2 + L].item(), 1.0)  # the batch's mean gate per layer
+    at = 3 + L
+    term_totals = {}
+    for name in TERMS:
+        term_totals[name] = (totals[at].item(), totals[at + 1].item())
+        at += 2
+    (hit_sum, hit_n), (said_sum, said_n), (other_sum, other_n) = (
+        (totals[at + 2 * j].item(), totals[at + 2 * j + 1].item()) for j in range(3))
+    probe_other, probe_own, probe_rows = totals[at + 6:at + 9].tolist()
+
+    B = len(whole)
+    loss = ce.sum() / B
+    value = (ce_memory + ce_context) / B
+    # sparsity: d/dθ mean_l (m_l − 0.05)² with m the batch's mean gate, from this process's gates
+    slope = (2 * (gate_mean - 0.05) / L).to(written.total)
+    loss = loss + cfg.sparsity * (slope * written.total).sum() / max(totals[2 + L].item(), 1.0)
+    value += cfg.sparsity * ((gate_mean - 0.05) ** 2).mean().item()
+    weights = {"distill": cfg.distill_weight, "match": cfg.match_weight, "gate": cfg.gate_weight,
+               "preserve": cfg.preserve_weight}
+    logged = {}
+    for name, (total, n) in term_totals.items():
+        if n:
+            if name in parts:
+                loss = loss + weights[name] * parts[name][0] / n
+            value += weights[name] * total / n
+            logged[LOGGED[name]] = total / n
+    if "match_loss" in logged:
+        logged["match_acc"] = hit_sum / hit_n
+    if "gate_loss" in logged:
+        logged.update({k: s / n for k, s, n in (("beta_statement", said_sum, said_n),
+                                                ("beta_other", other_sum, other_n)) if n})
+    if probe_rows:
+        logged.update(ce_other_memory=probe_other / probe_rows,
+                      memory_gain=(probe_other - probe_own) / probe_rows)
+    (scaler.scale(loss) if scaler is not None else loss).backward()
+    params = list(dm.parameters())
+    rep.sum_gradients(params)
     for g in opt.param_groups:
         g["lr"] = lr_at(step, cfg)
-    grad_norm = torch.nn.utils.clip_grad_norm_(list(dm.parameters()), 1.0).item()
-    opt.step()
-    mean = lambda sel: ce_rows[sel].mean().item() if sel.any() else 0.0  # noqa: E731
-    return {"step": step + 1, "loss": loss.item(), "lr": lr_at(step, cfg), "grad_norm": grad_norm,
-            "ce_memory_only": mean(~is_ctx), "ce_context": mean(is_ctx),
-            "views_window": regimes.count("memory+window"),
-            "views_context": int(is_ctx.sum()), "beta_mean": beta.mean().item(),
+    if scaler is not None:
+        scaler.unscale_(opt)
+    grad_norm = torch.nn.utils.clip_grad_norm_(params, 1.0).item()
+    if scaler is not None:
+        scaler.step(opt)
+        scaler.update()
+    else:
+        opt.step()
+    n_ctx = sum(ctx_all)
+    return {"step": step + 1, "loss": value, "lr": lr_at(step, cfg), "grad_norm": grad_norm,
+            "ce_memory_only": ce_memory / (B - n_ctx) if B > n_ctx else 0.0,
+            "ce_context": ce_context / n_ctx if n_ctx else 0.0,
+            "views_window": regimes_all.count("memory+window"),
+            "views_context": n_ctx, "beta_mean": gate_mean.mean().item(),
             # turns of the longest history, before --budget-tokens drops the oldest ones
-            "write_passes": max(len(turns_of(e.history)) for e in batch), **matched, **probe}
+            "write_passes": max(len(turns_of(e.history)) for e in whole), **logged}
+
+
+# the optional loss terms, in the order their sums travel, and their names in the log
+TERMS = ("distill", "match", "gate", "preserve")
+LOGGED = {"distill": "distill_kl", "match": "match_loss", "gate": "gate_loss",
+          "preserve": "preserve_kl"}
 
 
 def neighbour_ce(dm: DeltaMemModel, tok: Any, batch: list[Any], rows: list[int],
@@ -215,17 +291,19 @@ def memory_probe(dm: DeltaMemModel, tok: Any, batch: list[Any], ctx: list[bool],
                  ce: torch.Tensor) -> dict[str, float]:
     """How much of the memory-only answer CE comes from *this* episode's history.
 
-    Each memory-only row is read again from its batch neighbour's state (``neighbour_ce``): what
-    a learned prior or a constant bias carried by the state gives. ``memory_gain`` = that CE −
-    the row's own CE (``ce``, per row), in nats per answer token: near 0 while the memory only
-    carries a prior, positive once it carries the episode's contents. Rows whose
-    neighbour is the same episode are skipped; {} when no row is left.
+    Each memory-only row is read again from its neighbour's state (``neighbour_ce``; the row
+    before it among this process's rows): what a learned prior or a constant bias carried by the
+    state gives. Returns the sums over the rows of that CE (``other_sum``) and of the row's own CE
+    (``own_sum``, from ``ce``, per row) and the number of rows; the log's ``memory_gain`` is
+    (other − own) / rows, in nats per answer token: near 0 while the memory only carries a prior,
+    positive once it carries the episode's contents. Rows whose neighbour is the same episode
+    are skipped; {} when no row is left.
     """
     rows = [i for i, c in enumerate(ctx) if not c and batch[i - 1] is not batch[i]]
     if not rows:
         return {}
-    other = neighbour_ce(dm, tok, batch, rows, state).mean().item()
-    return {"ce_other_memory": other, "memory_gain": other - ce[rows].mean().item()}
+    other = neighbour_ce(dm, tok, batch, rows, state).double().sum().item()
+    return {"other_sum": other, "own_sum": ce[rows].double().sum().item(), "rows": float(len(rows))}
 
 
 def train(cfg: TrainConfig, command: str = "") -> Path:
@@ -235,15 +313,33 @@ def train(cfg: TrainConfig, command: str = "") -> Path:
     ``memory_only_steps`` in proportion) so the whole cosine schedule fits the budget; the plan
     is stored in the checkpoint, so a resumed run keeps it. Any sitting also ends, checkpointed,
     once the budget is spent.
+
+    Under a launcher with several processes (``torchrun``, ``accelerate launch``) the processes
+    split every batch (`agentmem.train.parallel`); only the main one writes files. A checkpoint
+    resumes under any number of processes.
     """
     if not 0.0 < cfg.gate_beta <= 1.0:  # also refuses nan
         raise ValueError(f"gate_beta must be in (0, 1], got {cfg.gate_beta}")
     _check_preserve(cfg)
-    device = resolve_device(cfg.device)
+    precision = resolve_precision(cfg.precision)
+    cfg.precision = {v: k for k, v in PRECISIONS.items()}[precision]  # as recorded: auto resolved
+    rep = Replicas.start(cfg.device)
+    if cfg.batch_size < rep.world:
+        rep.end()
+        raise UnsupportedLaunchError(f"batch_size {cfg.batch_size} < {rep.world} processes: every "
+                                     "process needs at least one episode of each batch")
+    try:
+        return _train(cfg, command, rep, precision)
+    finally:
+        rep.end()
+
+
+def _train(cfg: TrainConfig, command: str, rep: Replicas, precision: torch.dtype) -> Path:
+    device = rep.device
     out = Path(cfg.out)
     out.mkdir(parents=True, exist_ok=True)
     torch.manual_seed(cfg.seed)
-    model, tok = load_backbone(cfg.backbone)
+    model, tok = load_backbone(cfg.backbone, dtype=precision)
     init = read_adapter(cfg.init_adapter) if cfg.init_adapter else None
     if init is not None:  # continue that adapter's architecture; protocol flags may change
         chosen = {k: cfg.adapter[k] for k in PROTOCOL_FLAGS
@@ -257,6 +353,7 @@ def train(cfg: TrainConfig, command: str = "") -> Path:
     if cfg.cache_writes:
         check_cacheable(dm)
     opt = torch.optim.AdamW(list(dm.parameters()), lr=cfg.lr, weight_decay=0.0)
+    scaler = grad_scaler(precision, device)
     episodes = load_episodes(cfg.data, cfg.limit)
     caches = StepCaches(
         EpisodeCache(lambda e: message_features(dm, tok, e.history, cfg.budget_tokens))
@@ -264,24 +361,38 @@ def train(cfg: TrainConfig, command: str = "") -> Path:
         EpisodeCache(lambda e: teacher_row(dm, tok, e)) if cfg.distill_weight else None)
     groups = turn_groups(episodes, cfg.batch_size) if cfg.bucket_turns else None
     ckpt, log_path = out / "checkpoint", out / "train_log.jsonl"
-    replies = teacher_replies(dm, tok, cfg.preserve_prompts, out / "teacher_replies.jsonl",
-                              seed=cfg.seed) if cfg.preserve_weight else None
+    replies = None
+    if cfg.preserve_weight:  # the main process generates and caches them; the others read that
+        for turn in ("main", "others"):
+            if rep.is_main == (turn == "main"):
+                replies = teacher_replies(dm, tok, cfg.preserve_prompts,
+                                          out / "teacher_replies.jsonl", seed=cfg.seed)
+            rep.wait()
     if init is not None and not (ckpt / "trainer_state.json").exists():
         apply_adapter(dm, cfg.init_adapter, init[1], init[2])
     start, elapsed, planned = 0, 0.0, False
+    sittings: list[int] = []
     if (ckpt / "trainer_state.json").exists():
         state = load_checkpoint(ckpt, dm, opt)
         start, elapsed = state["step"], state["elapsed_s"]
+        sittings = state.get("processes", [1])
         if "plan" in state:
             cfg.steps, cfg.memory_only_steps = state["plan"]["steps"], state["plan"]["memory_only_steps"]
             planned = True
-        _truncate_log(log_path, start)
+        if rep.is_main:
+            _truncate_log(log_path, start)
+    rep.same_parameters(dm.parameters())
+    sittings = [*sittings, rep.world]
+    if rep.is_main:
+        print(memory_estimate(dm, cfg, precision, rep.world).summary(), file=sys.stderr)
     t0 = time.perf_counter() - elapsed
     sitting = time.perf_counter()
     budget = cfg.max_minutes * 60 if cfg.max_minutes else None
     nominal = (cfg.steps, cfg.memory_only_steps)
     timing = bool(budget) and start == 0 and not planned
-    with open(log_path, "a") as log, tqdm(total=cfg.steps, initial=start, desc="train") as bar:
+    log = open(log_path, "a") if rep.is_main else None  # noqa: SIM115 (closed below)
+    try:
+        bar = tqdm(total=cfg.steps, initial=start, desc="train", disable=not rep.is_main)
         end = min(cfg.steps, start + cfg.stop_after) if cfg.stop_after else cfg.steps
         if timing:  # until the plan exists, warm up as a short run would, not as --steps would
             cfg.steps = min(cfg.steps, PROVISIONAL_STEPS)
@@ -289,15 +400,20 @@ def train(cfg: TrainConfig, command: str = "") -> Path:
         while step < end:
             if step == start + 1:
                 timed = time.perf_counter()  # the first step pays one-off costs: not timed
-            row = train_step(dm, tok, episodes, step, cfg, opt, groups, replies, caches)
+            row = train_step(dm, tok, episodes, step, cfg, opt, groups, replies, caches, rep, scaler)
             row["elapsed_s"] = round(time.perf_counter() - t0, 2)
-            log.write(json.dumps(row) + "\n")
-            log.flush()
+            if device.type == "cuda":
+                row["peak_memory_gb"] = round(torch.cuda.max_memory_allocated(device) / 2**30, 3)
+            if log is not None:
+                log.write(json.dumps(row) + "\n")
+                log.flush()
             bar.set_postfix(loss=f"{row['loss']:.3f}", mem=f"{row['ce_memory_only']:.3f}")
             bar.update(1)
             step += 1
             if timing and step == 6:
-                per_step = (time.perf_counter() - timed) / 5
+                # the main process's clock decides, so that every process keeps the same plan
+                per_step = rep.total(torch.tensor(
+                    (time.perf_counter() - timed) / 5 if rep.is_main else 0.0)).item()
                 # 15 % margin: the timed steps may be the cheaper memory-only views
                 left = 0.85 * budget - (time.perf_counter() - sitting)
                 fit = max(step, int(left / per_step) + step)
@@ -308,17 +424,28 @@ def train(cfg: TrainConfig, command: str = "") -> Path:
                     end = min(end, fit)
                     bar.total = fit
                 planned, timing = True, False
-            out_of_time = budget is not None and time.perf_counter() - sitting > budget
+            out_of_time = budget is not None and rep.total(torch.tensor(
+                float(rep.is_main and time.perf_counter() - sitting > budget))).item() > 0
             if step % cfg.save_every == 0 or step == end or out_of_time:
                 extra = {"plan": {"steps": cfg.steps, "memory_only_steps": cfg.memory_only_steps}} \
                     if planned else {}
-                save_checkpoint(ckpt, dm, opt, {"step": step, "elapsed_s": row["elapsed_s"],
-                                                "config": asdict(cfg), **extra})
+                if rep.is_main:
+                    save_checkpoint(ckpt, dm, opt, {"step": step, "elapsed_s": row["elapsed_s"],
+                                                    "config": asdict(cfg), "processes": sittings,
+                                                    **extra})
+                rep.wait()
             if out_of_time:
                 break
-    adapter = save_adapter(dm, out / "adapter")
-    write_loss_plot(log_path, out / "loss.png")
-    write_card(adapter, cfg, command, log_path, len(episodes))
+        bar.close()
+    finally:
+        if log is not None:
+            log.close()
+    adapter = out / "adapter"
+    if rep.is_main:
+        save_adapter(dm, adapter)
+        write_loss_plot(log_path, out / "loss.png")
+        write_card(adapter, cfg, command, log_path, len(episodes), processes=sittings)
+    rep.wait()
     return adapter
 
 

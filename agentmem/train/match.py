@@ -72,6 +72,17 @@ def match_loss(queries: Tensor, keys: list[Tensor | None], facts: list[int | Non
 
     Returns (0, None) when no row has a fact among two or more written messages.
     """
+    losses, hits = match_terms(queries, keys, facts)
+    if not losses.numel():
+        return queries.new_zeros(()), None
+    return losses.mean(), hits.mean().item()
+
+
+def match_terms(queries: Tensor, keys: list[Tensor | None], facts: list[int | None]
+                ) -> tuple[Tensor, Tensor]:
+    """Per row with a fact among two or more written messages, in order: the match term (with
+    autograd) and the share of (layer, state) where the fact's key matches best; [n] each
+    (see `match_loss`)."""
     losses, hits = [], []
     for b, (k, fact) in enumerate(zip(keys, facts, strict=True)):
         if fact is None or k is None or k.shape[0] < 2:  # nothing to choose from
@@ -81,5 +92,5 @@ def match_loss(queries: Tensor, keys: list[Tensor | None], facts: list[int | Non
         losses.append(((1 - match[fact]) ** 2 + (others ** 2).mean(0)).mean())
         hits.append((match.argmax(0) == fact).float().mean())
     if not losses:
-        return queries.new_zeros(()), None
-    return torch.stack(losses).mean(), torch.stack(hits).mean().item()
+        return queries.new_zeros(0), queries.new_zeros(0)
+    return torch.stack(losses), torch.stack(hits)

@@ -96,9 +96,15 @@ def preservation_loss(dm: DeltaMemModel, tok: Any, state: MemoryState, state_row
                       pairs: list[tuple[list[Message], str]], cut: list[bool]) -> Tensor:
     """Mean per-token KL(frozen ‖ memory) over the replies of ``pairs`` (scalar, with autograd),
     view j reading ``state`` row ``state_rows[j]``."""
+    return preservation_kl_tokens(dm, tok, state, state_rows, pairs, cut).mean()
+
+
+def preservation_kl_tokens(dm: DeltaMemModel, tok: Any, state: MemoryState, state_rows: list[int],
+                           pairs: list[tuple[list[Message], str]], cut: list[bool]) -> Tensor:
+    """KL(frozen ‖ memory) per reply token, [n] (see `preservation_loss`)."""
     ids, attn, tmask = reply_batch(tok, pairs)
     drop_cut_ends(tmask, cut)
     with torch.no_grad():
         teacher = reply_logprobs(dm, ids, attn, tmask, None)
     student = reply_logprobs(dm, ids, attn, tmask, state.rows(state_rows))
-    return kl_per_token(teacher, student).mean()
+    return kl_per_token(teacher, student)

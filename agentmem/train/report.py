@@ -46,8 +46,11 @@ def write_loss_plot(log_path: Path, png: Path) -> None:
     plt.close(fig)
 
 
-def write_card(adapter: Path, cfg: Any, command: str, log_path: Path, n_episodes: int) -> None:
-    """README.md beside the adapter: data, command, steps, wall time (evaluation appended later)."""
+def write_card(adapter: Path, cfg: Any, command: str, log_path: Path, n_episodes: int, *,
+               processes: list[int] | None = None) -> None:
+    """README.md beside the adapter: data, command, steps, wall time, the processes that trained
+    it (one entry per sitting; evaluation appended later)."""
+    processes = processes or [1]
     rows = _rows(log_path)
     last = rows[-1] if rows else {}
     lines = [
@@ -57,9 +60,21 @@ def write_card(adapter: Path, cfg: Any, command: str, log_path: Path, n_episodes
         f"- data: {', '.join(f'`{Path(d).name}`' for d in cfg.data)} ({n_episodes} episodes)",
         f"- steps: {last.get('step', 0)} × batch {cfg.batch_size}; wall time "
         f"{last.get('elapsed_s', 0) / 60:.1f} min",
+        f"- processes: {_processes(processes, cfg.batch_size)}",
+        f"- backbone precision: {cfg.precision}",
         f"- final loss {last.get('loss', float('nan')):.4f}",
         f"- command: `{command}`", "",
         "## Training config", "", "```json", json.dumps(asdict(cfg), indent=1, sort_keys=True),
         "```", "",
     ]
     (adapter / "README.md").write_text("\n".join(lines))
+
+
+def _processes(sittings: list[int], batch_size: int) -> str:
+    """``2 (data parallel, batch 8 = 4 per process)``; with sittings of other sizes, each one."""
+    world = sittings[-1]
+    text = "1" if world == 1 else (f"{world} (data parallel, batch {batch_size} = "
+                                   f"{-(-batch_size // world)} per process)")
+    if len(set(sittings)) > 1:
+        text += f"; sittings: {', '.join(map(str, sittings))}"
+    return text

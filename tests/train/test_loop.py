@@ -145,16 +145,18 @@ def test_resolve_device():
             resolve_device("cuda")
 
 
-def test_a_multi_process_launch_is_refused_before_anything_is_written(chat_backbone, tmp_path,
-                                                                    monkeypatch, capsys):
+def test_a_multi_process_eval_and_a_train_without_its_launcher_are_refused_before_writing(
+        chat_backbone, tmp_path, monkeypatch, capsys):
     from agentmem.errors import UnsupportedLaunchError
 
     data = tmp_path / "train.jsonl"
     write_jsonl(data, episodes())
     monkeypatch.setenv("WORLD_SIZE", "2")  # what `accelerate launch --num_processes 2` sets
+    for var in ("MASTER_ADDR", "MASTER_PORT", "RANK", "LOCAL_RANK", "LOCAL_WORLD_SIZE"):
+        monkeypatch.delenv(var, raising=False)  # ... but no launcher started the processes
     cfg = TrainConfig(data=[str(data)], out=str(tmp_path / "o"), backbone=str(chat_backbone), steps=1,
                       batch_size=2, probe_every=0)
-    with pytest.raises(UnsupportedLaunchError, match="--num_processes 1"):
+    with pytest.raises(UnsupportedLaunchError, match="torchrun --nproc_per_node N"):
         train(cfg)
     assert main(["eval", "--data", str(data), "--backbone", str(chat_backbone), "--adapter", "none",
                  "--regimes", "no-memory", "--out", str(tmp_path / "e")]) == 2

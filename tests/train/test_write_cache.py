@@ -57,7 +57,8 @@ def test_cached_features_give_the_replayed_write_and_its_gradients(chat_backbone
         torch.testing.assert_close(b, a, atol=1e-5, rtol=1e-4)
     for ga, gb in zip(grads_a, grads_b, strict=True):
         torch.testing.assert_close(gb, ga, atol=1e-5, rtol=1e-3)
-    assert beta_b.shape == beta_a.shape
+    torch.testing.assert_close(beta_b.total, beta_a.total, atol=1e-4, rtol=1e-4)
+    assert beta_b.count == beta_a.count > 0
 
 
 def test_write_features_refuse_an_adapter_whose_writes_read(chat_backbone):
