@@ -45,7 +45,7 @@ from agentmem.train.distill import distill_kl_positions, teacher_row
 from agentmem.train.gate import gate_terms, statement_messages
 from agentmem.train.match import fact_message, match_terms, reply_queries
 from agentmem.train.parallel import Replicas
-from agentmem.train.precision import PRECISIONS, grad_scaler, memory_estimate, resolve_precision
+from agentmem.train.precision import PRECISIONS, grad_scaler, memory_estimate, read_tokens, resolve_precision
 from agentmem.train.preserve import (
     TeacherReply,
     preservation_kl_tokens,
@@ -384,7 +384,8 @@ def _train(cfg: TrainConfig, command: str, rep: Replicas, precision: torch.dtype
     rep.same_parameters(dm.parameters())
     sittings = [*sittings, rep.world]
     if rep.is_main:
-        print(memory_estimate(dm, cfg, precision, rep.world).summary(), file=sys.stderr)
+        tokens = read_tokens(tok, episodes, cfg)
+        print(memory_estimate(dm, cfg, precision, rep.world, tokens).summary(), file=sys.stderr)
     t0 = time.perf_counter() - elapsed
     sitting = time.perf_counter()
     budget = cfg.max_minutes * 60 if cfg.max_minutes else None
