@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -44,10 +45,38 @@ class WriteGates:
 
     total: Tensor  # [L]
     count: float
+    # each recomputes a part of ``total`` from the writes' kept inputs, with a new graph
+    replays: tuple[Callable[[], Tensor], ...] = ()
 
     def mean(self) -> Tensor:
         """The mean gate per layer, [L] (0 where nothing was written)."""
         return self.total / max(self.count, 1.0)
+
+    def recompute(self) -> Tensor:
+        """``total`` again from the written layer inputs, with a graph of its own into W_β and
+        b_β (the gates read no state): its gradient without keeping the write's graph, which
+        gradient accumulation frees after each micro-batch (`agentmem.train.loop`)."""
+        return sum((replay() for replay in self.replays), torch.zeros_like(self.total))
+
+    def __add__(self, other: WriteGates) -> WriteGates:
+        return WriteGates(self.total + other.total, self.count + other.count,
+                          self.replays + other.replays)
+
+
+def _gate_totals(dm: DeltaMemModel, inputs: list[Tensor], pool: tuple[Tensor, Tensor] | None,
+                 mask: Tensor | None) -> Tensor:
+    """Σ β per layer, [L], of writes of ``inputs`` (per layer: [B, T, d], or [B, M, d] pooled
+    with ``pool=None`` and ``mask`` the valid messages), as `DeltaMemLayer.write_only` gates them."""
+    sums = []
+    for x, i in zip(inputs, dm.layer_indices, strict=True):
+        if pool is not None:
+            weights, mask = pool
+            x = weights @ x.float()
+        beta = dm.layers[i].features(x)[3]
+        if mask is not None:
+            beta = beta * mask.to(beta.dtype)[..., None, None]
+        sums.append(beta.sum())
+    return torch.stack(sums)
 
 
 def turns_of(history: list[Message]) -> list[list[Message]]:
@@ -129,7 +158,7 @@ def write_histories_grad(dm: DeltaMemModel, tokenizer: Any, histories: list[list
     per_row = [encode_turns(tokenizer, h, budget_tokens, config=dm.config) for h in histories]
     B, n_turns = len(histories), max((len(t) for t in per_row), default=0)
     state = dm.new_state(B)
-    total, count = torch.zeros(len(dm.layer_indices), device=dm.model.device), 0.0
+    gates = WriteGates(torch.zeros(len(dm.layer_indices), device=dm.model.device), 0.0)
     collect = keys_out is not None or betas_out is not None
     row_writes: list[list[tuple[Tensor, Tensor]]] = [[] for _ in range(B)]
     for k in range(n_turns):
@@ -137,13 +166,13 @@ def write_histories_grad(dm: DeltaMemModel, tokenizer: Any, histories: list[list
         ids, attn, spans = _right_padded(tokenizer, turn, dm.config.write_policy)
         if not any(spans):
             continue
-        state, gates = _replayed_write(dm, ids, attn, spans, state, row_writes if collect else None,
-                                       checkpoint=checkpoint)
-        total, count = total + gates.total, count + gates.count
+        state, written = _replayed_write(dm, ids, attn, spans, state,
+                                         row_writes if collect else None, checkpoint=checkpoint)
+        gates = gates + written
     for out, j in ((keys_out, 0), (betas_out, 1)):
         if out is not None:
             out.extend(torch.cat([w[j] for w in r]) if r else None for r in row_writes)
-    return state, WriteGates(total, count)
+    return state, gates
 
 
 def _right_padded(tokenizer: Any, turn: list[EncodedChat | None], policy: str
@@ -184,7 +213,9 @@ def _replayed_write(dm: DeltaMemModel, ids: Tensor, attn: Tensor,
                 row_writes[b].append((stacked_k[b, : len(row)], stacked_b[b, : len(row)]))
     new = state.replace(tensors=torch.stack(layers, dim=1), tokens_written=c.tokens_written.cpu())
     units = float(pool[1].sum()) if pool is not None else float(attn.sum())
-    return new, WriteGates(torch.stack(betas), units * gates[0].shape[-1] * gates[0].shape[-2])
+    inputs = [c.record[i] for i in dm.layer_indices]
+    return new, WriteGates(torch.stack(betas), units * gates[0].shape[-1] * gates[0].shape[-2],
+                           (lambda: _gate_totals(dm, inputs, pool, mask),))
 
 
 class HistoryWriter:
@@ -328,5 +359,7 @@ def write_from_features(dm: DeltaMemModel, feats: list[WriteFeatures], *,
                        for b, f in enumerate(feats))
     tokens = state.tokens_written + torch.tensor([f.tokens for f in feats], dtype=torch.int64)
     gates_per_unit = dm.config.num_states * dm.config.rank
+    inputs = [x[:, :, j] for j in range(len(layers))]
     return (state.replace(tensors=torch.stack(written, dim=1), tokens_written=tokens),
-            WriteGates(torch.stack(betas), float(valid.sum()) * gates_per_unit))
+            WriteGates(torch.stack(betas), float(valid.sum()) * gates_per_unit,
+                       (lambda: _gate_totals(dm, inputs, None, valid),)))

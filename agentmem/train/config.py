@@ -28,6 +28,9 @@ class TrainConfig:
     steps: int = option(300, help="optimizer steps of the schedule", parse=at_least(1))
     batch_size: int = option(8, help="episodes per optimizer step, over all processes (each of N "
                              "processes writes and reads every N-th)", parse=at_least(1))
+    grad_accum: int = option(
+        1, help="run each process's rows of a batch as up to N micro-batches one after the "
+        "other, accumulating gradients (less memory, the same step)", parse=at_least(1))
     lr: float = option(1e-3, help="peak learning rate (AdamW)", parse=non_negative_float)
     warmup: float = option(0.1, help="share of the steps spent warming up the learning rate",
                            parse=non_negative_float)

@@ -30,6 +30,7 @@ from agentmem.model.attach import DeltaMemModel, attach_delta_mem
 from agentmem.model.backbones import load_backbone
 from agentmem.model.config import DeltaMemConfig
 from agentmem.model.history import (
+    WriteGates,
     check_cacheable,
     message_features,
     turns_of,
@@ -125,30 +126,56 @@ def draw_batch(rng: random.Random, n_episodes: int, batch_size: int,
     return [group[rng.randrange(len(group))] for _ in range(batch_size)]
 
 
-def train_step(dm: DeltaMemModel, tok: Any, episodes: list[Any], step: int, cfg: TrainConfig,
-               opt: torch.optim.Optimizer, groups: list[list[int]] | None = None,
-               replies: list[TeacherReply] | None = None, caches: StepCaches | None = None,
-               replicas: Replicas | None = None, scaler: Any = None) -> dict[str, float]:
-    """One optimizer step over a batch written and read as one batched pass per turn.
+# the optional loss terms, in the order their sums travel, and their names in the log
+TERMS = ("distill", "match", "gate", "preserve")
+LOGGED = {"distill": "distill_kl", "match": "match_loss", "gate": "gate_loss",
+          "preserve": "preserve_kl"}
 
-    The batch and its views depend only on (seed, step) (and ``groups``, from ``turn_groups``
-    when ``cfg.bucket_turns``), so resuming reproduces an uninterrupted run. With several
-    processes (``replicas``) every process draws the same batch, computes its own rows' share of
-    each loss term and the gradients are summed (`agentmem.train.parallel`): the step is the one
-    a single process takes on the whole batch. ``scaler``: a `torch.amp.GradScaler` (fp16)."""
-    rep = replicas if replicas is not None else Replicas()
+
+@dataclass
+class StepDraw:
+    """What a step draws, the same in every process: the batch (episode indices), its views and
+    the preservation views (their state rows index the batch)."""
+
+    drawn: list[int]
+    ctx: list[bool]
+    regimes: list[str]
+    preserve: tuple[list[int], list[tuple[list[dict[str, str]], str]], list[bool]] | None
+
+
+@dataclass
+class Forward:
+    """One forward pass over some rows of a batch: the per-row answer CE and each term's sum over
+    the rows' units (with autograd), their write gates, and the detached sums the log needs."""
+
+    ce: torch.Tensor
+    parts: dict[str, tuple[torch.Tensor, int]]
+    written: WriteGates
+    sums: torch.Tensor  # float64; the layout of `_sums`
+
+
+def draw_step(episodes: list[Any], step: int, cfg: TrainConfig, groups: list[list[int]] | None,
+              replies: list[TeacherReply] | None) -> StepDraw:
+    """The batch and views of ``step``: a function of (seed, step) only, so that resuming, and
+    every process of a launch, draw the same."""
     rng = random.Random(cfg.seed * 1_000_003 + step)
     drawn = draw_batch(rng, len(episodes), cfg.batch_size, groups)
-    whole = [episodes[i] for i in drawn]
-    ctx_all = [step >= cfg.memory_only_steps and rng.random() < cfg.context_views for _ in whole]
-    regimes_all = ["memory+full-context" if c else "memory-only" for c in ctx_all]
+    ctx = [step >= cfg.memory_only_steps and rng.random() < cfg.context_views for _ in drawn]
+    regimes = ["memory+full-context" if c else "memory-only" for c in ctx]
     if cfg.window_views:  # drawn only when asked for: older runs keep their random stream
-        regimes_all = [r if c or rng.random() >= cfg.window_views else "memory+window"
-                       for r, c in zip(regimes_all, ctx_all, strict=True)]
-    mine = rep.rows(len(whole))  # this process's rows of the batch
-    index = [drawn[b] for b in mine]
-    batch, ctx = [whole[b] for b in mine], [ctx_all[b] for b in mine]
-    opt.zero_grad(set_to_none=True)
+        regimes = [r if c or rng.random() >= cfg.window_views else "memory+window"
+                   for r, c in zip(regimes, ctx, strict=True)]
+    preserve = preservation_views(rng, [episodes[i].history for i in drawn], replies,
+                                  cfg.preserve_rows, tuple(cfg.preserve_windows)) if replies else None
+    return StepDraw(drawn, ctx, regimes, preserve)
+
+
+def forward_rows(dm: DeltaMemModel, tok: Any, episodes: list[Any], draw: StepDraw, rows: list[int],
+                 cfg: TrainConfig, caches: StepCaches | None, probe: bool) -> Forward:
+    """Write and read the batch rows ``rows`` (positions in ``draw.drawn``) as one batched pass
+    per turn, and compute every loss term's parts on them."""
+    index = [draw.drawn[b] for b in rows]
+    batch, ctx = [episodes[i] for i in index], [draw.ctx[b] for b in rows]
     keys: list[torch.Tensor | None] | None = [] if cfg.match_weight else None
     gates: list[torch.Tensor | None] | None = [] if cfg.gate_weight else None
     if caches is not None and caches.writes is not None:
@@ -158,8 +185,8 @@ def train_step(dm: DeltaMemModel, tok: Any, episodes: list[Any], step: int, cfg:
         state, written = write_histories_grad(dm, tok, [e.history for e in batch],
                                               budget_tokens=cfg.budget_tokens, keys_out=keys,
                                               betas_out=gates, checkpoint=cfg.checkpoint_writes)
-    prompts = [read_prompt(regimes_all[b], e.history, e.question, window=cfg.window)
-               for b, e in zip(mine, batch, strict=True)]
+    prompts = [read_prompt(draw.regimes[b], e.history, e.question, window=cfg.window)
+               for b, e in zip(rows, batch, strict=True)]
     answers = [e.answer for e in batch]
     teachers = caches.teachers if caches is not None else None
     if teachers is None:
@@ -167,14 +194,13 @@ def train_step(dm: DeltaMemModel, tok: Any, episodes: list[Any], step: int, cfg:
     else:  # one read pass gives both the answer CE and the student of the distillation term
         logp, targets, row_of = answer_logprobs(dm, tok, prompts, answers, state)
         ce = row_nll(logp, targets, row_of, len(batch))
-    # the local parts of each loss term: (sum over this process's units, with autograd; count)
     parts: dict[str, tuple[torch.Tensor, int]] = {}
     if teachers is not None:
-        rows = [b for b, c in enumerate(ctx) if not c]
-        if rows:
+        mem_rows = [b for b, c in enumerate(ctx) if not c]
+        if mem_rows:
             keep = torch.tensor([not c for c in ctx])[row_of]
             kd = distill_kl_positions(logp[keep.to(logp.device)],
-                                      [teachers.get(index[b], batch[b]) for b in rows])
+                                      [teachers.get(index[b], batch[b]) for b in mem_rows])
             parts["distill"] = (kd.sum(), kd.numel())
     hits = said = other = None
     if keys is not None:
@@ -188,68 +214,116 @@ def train_step(dm: DeltaMemModel, tok: Any, episodes: list[Any], step: int, cfg:
                   for e, g in zip(batch, gates, strict=True)]
         terms, said, other = gate_terms(gates, labels, cfg.gate_beta)
         parts["gate"] = (terms.sum(), terms.numel())
-    if replies:
-        rows_of_views, pairs, cut = preservation_views(
-            rng, [e.history for e in whole], replies, cfg.preserve_rows, tuple(cfg.preserve_windows))
-        local = {b: j for j, b in enumerate(mine)}
+    if draw.preserve is not None:
+        rows_of_views, pairs, cut = draw.preserve
+        local = {b: j for j, b in enumerate(rows)}
         views = [v for v, b in enumerate(rows_of_views) if b in local]
         if views:
             kl = preservation_kl_tokens(dm, tok, state, [local[rows_of_views[v]] for v in views],
                                         [pairs[v] for v in views], [cut[v] for v in views])
             parts["preserve"] = (kl.sum(), kl.numel())
-    probe = {}
-    if cfg.probe_every and (step + 1) % cfg.probe_every == 0:
-        probe = memory_probe(dm, tok, batch, ctx, state, ce.detach().cpu())  # before the update
-    # one collective: every count and every logged sum, over all processes
+    probed = memory_probe(dm, tok, batch, ctx, state, ce.detach().cpu()) if probe else {}
+    return Forward(ce, parts, written, _sums(ce, ctx, written, parts, (hits, said, other), probed))
+
+
+def _sums(ce: torch.Tensor, ctx: list[bool], written: WriteGates,
+          parts: dict[str, tuple[torch.Tensor, int]], stats: tuple[Any, Any, Any],
+          probed: dict[str, float]) -> torch.Tensor:
+    """The detached sums a step adds over rows and processes, float64: the answer CE of
+    memory-only and of history-visible rows; Σ β per layer and the gate count; per term in TERMS
+    its sum and count; the match hits, statement gates and other gates (sum, count each); the
+    probe's other-state CE, own CE and rows."""
     is_ctx, ce_rows = torch.tensor(ctx, dtype=torch.bool), ce.detach().cpu().double()
-    local_sums = [ce_rows[~is_ctx].sum(), ce_rows[is_ctx].sum(),
-                  *written.total.detach().cpu().double(), torch.tensor(written.count)]
+    out = [ce_rows[~is_ctx].sum(), ce_rows[is_ctx].sum(),
+           *written.total.detach().cpu().double(), torch.tensor(written.count)]
     for name in TERMS:
         value, n = parts.get(name, (torch.zeros(()), 0))
-        local_sums += [value.detach().cpu().double(), torch.tensor(float(n))]
-    for extra in (hits, said, other):
-        local_sums += [torch.zeros(()), torch.tensor(0.0)] if extra is None else \
+        out += [value.detach().cpu().double(), torch.tensor(float(n))]
+    for extra in stats:
+        out += [torch.zeros(()), torch.tensor(0.0)] if extra is None else \
             [extra.detach().cpu().double().sum(), torch.tensor(float(extra.numel()))]
-    local_sums += [torch.tensor(probe.get(k, 0.0)) for k in ("other_sum", "own_sum", "rows")]
-    totals = rep.total(torch.stack([torch.as_tensor(v, dtype=torch.float64) for v in local_sums]))
-    L = written.total.shape[0]
-    ce_memory, ce_context = totals[0].item(), totals[1].item()
-    gate_mean = totals[2:2 + L] / max(totals[2 + L].item(), 1.0)  # the batch's mean gate per layer
-    at = 3 + L
-    term_totals = {}
-    for name in TERMS:
-        term_totals[name] = (totals[at].item(), totals[at + 1].item())
-        at += 2
-    (hit_sum, hit_n), (said_sum, said_n), (other_sum, other_n) = (
-        (totals[at + 2 * j].item(), totals[at + 2 * j + 1].item()) for j in range(3))
-    probe_other, probe_own, probe_rows = totals[at + 6:at + 9].tolist()
+    out += [torch.tensor(probed.get(k, 0.0)) for k in ("other_sum", "own_sum", "rows")]
+    return torch.stack([torch.as_tensor(v, dtype=torch.float64) for v in out])
 
-    B = len(whole)
-    loss = ce.sum() / B
-    value = (ce_memory + ce_context) / B
-    # sparsity: d/dθ mean_l (m_l − 0.05)² with m the batch's mean gate, from this process's gates
-    slope = (2 * (gate_mean - 0.05) / L).to(written.total)
-    loss = loss + cfg.sparsity * (slope * written.total).sum() / max(totals[2 + L].item(), 1.0)
-    value += cfg.sparsity * ((gate_mean - 0.05) ** 2).mean().item()
-    weights = {"distill": cfg.distill_weight, "match": cfg.match_weight, "gate": cfg.gate_weight,
-               "preserve": cfg.preserve_weight}
-    logged = {}
-    for name, (total, n) in term_totals.items():
-        if n:
-            if name in parts:
-                loss = loss + weights[name] * parts[name][0] / n
-            value += weights[name] * total / n
-            logged[LOGGED[name]] = total / n
-    if "match_loss" in logged:
-        logged["match_acc"] = hit_sum / hit_n
-    if "gate_loss" in logged:
-        logged.update({k: s / n for k, s, n in (("beta_statement", said_sum, said_n),
-                                                ("beta_other", other_sum, other_n)) if n})
-    if probe_rows:
-        logged.update(ce_other_memory=probe_other / probe_rows,
-                      memory_gain=(probe_other - probe_own) / probe_rows)
-    (scaler.scale(loss) if scaler is not None else loss).backward()
+
+def micro_batches(rows: list[int], k: int) -> list[list[int]]:
+    """``rows`` cut into at most ``k`` contiguous, nearly equal parts (none empty)."""
+    k = max(1, min(k, len(rows)))
+    size, extra = divmod(len(rows), k)
+    cuts = [0]
+    for j in range(k):
+        cuts.append(cuts[-1] + size + (j < extra))
+    return [rows[a:b] for a, b in zip(cuts, cuts[1:], strict=False)]
+
+
+def train_step(dm: DeltaMemModel, tok: Any, episodes: list[Any], step: int, cfg: TrainConfig,
+               opt: torch.optim.Optimizer, groups: list[list[int]] | None = None,
+               replies: list[TeacherReply] | None = None, caches: StepCaches | None = None,
+               replicas: Replicas | None = None, scaler: Any = None) -> dict[str, float]:
+    """One optimizer step over a batch written and read as one batched pass per turn.
+
+    The batch and its views depend only on (seed, step) (and ``groups``, from ``turn_groups``
+    when ``cfg.bucket_turns``), so resuming reproduces an uninterrupted run. Every loss term is
+    a mean over some units (rows, tokens, gates), computed as a sum over units divided by the
+    batch's count, so the batch can be split without changing the step:
+
+    - over processes (``replicas``): every process draws the same batch and takes every N-th
+      row; the gradients are summed over processes (`agentmem.train.parallel`);
+    - within a process, into ``cfg.grad_accum`` micro-batches run one after the other: each
+      term's gradient is accumulated apart (its count is known once all rows have run), and the
+      sparsity term, a function of the batch's mean gate, is differentiated at the end from the
+      writes' kept inputs (`WriteGates.recompute`).
+
+    ``scaler``: a `torch.amp.GradScaler` (fp16 backbones)."""
+    rep = replicas if replicas is not None else Replicas()
+    draw = draw_step(episodes, step, cfg, groups, replies)
+    B = len(draw.drawn)
+    mine = rep.rows(B)  # this process's rows of the batch
     params = list(dm.parameters())
+    probe = bool(cfg.probe_every) and (step + 1) % cfg.probe_every == 0  # before the update
+    opt.zero_grad(set_to_none=True)
+    chunks = micro_batches(mine, cfg.grad_accum)
+    scale = scaler.scale if scaler is not None else (lambda t: t)
+    if len(chunks) == 1:  # one pass: one backward through everything
+        fwd = forward_rows(dm, tok, episodes, draw, mine, cfg, caches, probe)
+        totals, writes = rep.total(fwd.sums), [fwd.written]
+        loss, value, logged = _assemble(cfg, totals, B, fwd)
+        scale(loss).backward()
+    else:
+        accumulated: dict[str, list[torch.Tensor | None]] = {}
+        sums, writes = [], []
+        for chunk in chunks:
+            fwd = forward_rows(dm, tok, episodes, draw, chunk, cfg, caches, probe)
+            pieces = [("ce", fwd.ce.sum())] + [(n, fwd.parts[n][0]) for n in TERMS if n in fwd.parts]
+            pieces = [(n, t) for n, t in pieces if t.requires_grad]
+            for j, (name, tensor) in enumerate(pieces):
+                grads = torch.autograd.grad(scale(tensor), params, retain_graph=j < len(pieces) - 1,
+                                            allow_unused=True)
+                accumulated[name] = _add(accumulated.get(name), grads)
+            sums.append(fwd.sums)
+            writes.append(WriteGates(fwd.written.total.detach(), fwd.written.count,
+                                     fwd.written.replays))
+            del fwd, pieces
+        totals = rep.total(torch.stack(sums).sum(0))
+        _, value, logged = _assemble(cfg, totals, B, None, L=writes[0].total.shape[0])
+        weights = _term_weights(cfg, totals, writes[0].total.shape[0], B)
+        for p_index, p in enumerate(params):
+            grad = None
+            for name, grads in accumulated.items():
+                g = grads[p_index]
+                if g is not None and weights.get(name):
+                    grad = g * weights[name] if grad is None else grad + g * weights[name]
+            p.grad = grad
+    # the sparsity term, differentiated at the batch's mean gate (micro-batches: from the kept
+    # write inputs; one pass: it is already in the loss)
+    if len(chunks) > 1:
+        L = writes[0].total.shape[0]
+        slope, count = _sparsity_slope(totals, L)
+        for w in writes:
+            if w.replays:
+                term = cfg.sparsity * (slope.to(w.total) * w.recompute()).sum() / count
+                if term.requires_grad:
+                    scale(term).backward()
     rep.sum_gradients(params)
     for g in opt.param_groups:
         g["lr"] = lr_at(step, cfg)
@@ -261,20 +335,84 @@ def train_step(dm: DeltaMemModel, tok: Any, episodes: list[Any], step: int, cfg:
         scaler.update()
     else:
         opt.step()
-    n_ctx = sum(ctx_all)
+    L = writes[0].total.shape[0]
+    n_ctx = sum(draw.ctx)
+    ce_memory, ce_context = totals[0].item(), totals[1].item()
     return {"step": step + 1, "loss": value, "lr": lr_at(step, cfg), "grad_norm": grad_norm,
             "ce_memory_only": ce_memory / (B - n_ctx) if B > n_ctx else 0.0,
             "ce_context": ce_context / n_ctx if n_ctx else 0.0,
-            "views_window": regimes_all.count("memory+window"),
-            "views_context": n_ctx, "beta_mean": gate_mean.mean().item(),
+            "views_window": draw.regimes.count("memory+window"),
+            "views_context": n_ctx,
+            "beta_mean": (totals[2:2 + L] / max(totals[2 + L].item(), 1.0)).mean().item(),
             # turns of the longest history, before --budget-tokens drops the oldest ones
-            "write_passes": max(len(turns_of(e.history)) for e in whole), **logged}
+            "write_passes": max(len(turns_of(episodes[i].history)) for i in draw.drawn), **logged}
 
 
-# the optional loss terms, in the order their sums travel, and their names in the log
-TERMS = ("distill", "match", "gate", "preserve")
-LOGGED = {"distill": "distill_kl", "match": "match_loss", "gate": "gate_loss",
-          "preserve": "preserve_kl"}
+def _add(acc: list[torch.Tensor | None] | None, grads: tuple[torch.Tensor | None, ...]
+         ) -> list[torch.Tensor | None]:
+    if acc is None:
+        return list(grads)
+    return [a if g is None else g if a is None else a + g for a, g in zip(acc, grads, strict=True)]
+
+
+def _sparsity_slope(totals: torch.Tensor, L: int) -> tuple[torch.Tensor, float]:
+    """d/dΣβ_l of mean_l (m_l − 0.05)², m the batch's mean gate per layer: (slope [L], count);
+    the term's gradient is Σ_l slope_l · dΣβ_l / count."""
+    count = max(totals[2 + L].item(), 1.0)
+    mean = totals[2:2 + L] / count
+    return (2 * (mean - 0.05) / L).float(), count
+
+
+def _term_weights(cfg: TrainConfig, totals: torch.Tensor, L: int, B: int) -> dict[str, float]:
+    """Each term's factor on its sum's gradient: its weight over its count in the whole batch."""
+    weights = {"ce": 1.0 / B}
+    factors = {"distill": cfg.distill_weight, "match": cfg.match_weight, "gate": cfg.gate_weight,
+               "preserve": cfg.preserve_weight}
+    at = 3 + L
+    for name in TERMS:
+        n = totals[at + 1].item()
+        weights[name] = factors[name] / n if n else 0.0
+        at += 2
+    return weights
+
+
+def _assemble(cfg: TrainConfig, totals: torch.Tensor, B: int, fwd: Forward | None, *,
+              L: int | None = None) -> tuple[torch.Tensor | None, float, dict[str, float]]:
+    """From the batch's totals: this process's loss from its forward pass ``fwd`` (None: no
+    loss; its gradient summed over processes is the batch's), the batch's loss value, and the
+    logged terms."""
+    L = fwd.written.total.shape[0] if fwd is not None else L
+    weights = _term_weights(cfg, totals, L, B)
+    slope, count = _sparsity_slope(totals, L)
+    mean = totals[2:2 + L] / count
+    value = (totals[0].item() + totals[1].item()) / B
+    value += cfg.sparsity * ((mean - 0.05) ** 2).mean().item()
+    loss = None
+    if fwd is not None:  # the sparsity term through its linearisation at the batch's mean gate
+        gates = fwd.written.total
+        loss = fwd.ce.sum() * weights["ce"] + cfg.sparsity * (slope.to(gates) * gates).sum() / count
+    at, logged = 3 + L, {}
+    for name in TERMS:
+        total, n = totals[at].item(), totals[at + 1].item()
+        at += 2
+        if not n:
+            continue
+        if loss is not None and name in fwd.parts:
+            loss = loss + weights[name] * fwd.parts[name][0]
+        value += weights[name] * total
+        logged[LOGGED[name]] = total / n
+    (hit_sum, hit_n), (said_sum, said_n), (other_sum, other_n) = (
+        (totals[at + 2 * j].item(), totals[at + 2 * j + 1].item()) for j in range(3))
+    if "match_loss" in logged:
+        logged["match_acc"] = hit_sum / hit_n
+    if "gate_loss" in logged:
+        logged.update({k: s / n for k, s, n in (("beta_statement", said_sum, said_n),
+                                                ("beta_other", other_sum, other_n)) if n})
+    probe_other, probe_own, probe_rows = totals[at + 6:at + 9].tolist()
+    if probe_rows:
+        logged.update(ce_other_memory=probe_other / probe_rows,
+                      memory_gain=(probe_other - probe_own) / probe_rows)
+    return loss, value, logged
 
 
 def neighbour_ce(dm: DeltaMemModel, tok: Any, batch: list[Any], rows: list[int],

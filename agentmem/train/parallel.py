@@ -3,11 +3,11 @@ each step's batch.
 
 Every process draws the same global batch (it depends only on the seed and the step) and keeps
 the rows ``b`` with ``b % world == rank``. Each loss term is a mean over some units (rows, answer
-tokens, gates), so a process adds up its own units' terms and divides by the count over all
-processes; summing the processes' gradients then gives exactly the one-process gradient of the
+tokens, gates), so a process adds up its own units' terms and divides by the count over the whole
+batch; summing the processes' gradients then gives exactly the one-process gradient of the
 whole batch, and every process takes the same optimizer step. The sparsity term is a function of
 the batch's mean gate, so each process uses its linearisation at the global mean, whose gradients
-also add up to the exact one (docs/training.md#several-processes).
+also add up to the exact one (docs/training.md#several-processes; `agentmem.train.loop.train_step`).
 
 `Replicas` wraps accelerate's process group (gloo on CPUs, NCCL on GPUs). With one process it does
 no communication at all and imports nothing.

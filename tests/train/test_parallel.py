@@ -89,6 +89,9 @@ def test_two_processes_train_what_one_process_trains(chat_backbone, data, tmp_pa
     assert done.returncode == 0, done.stderr[-3000:]
     assert main([*args, "--out", str(tmp_path / "one")]) == 0
     assert_same_run(tmp_path / "two", tmp_path / "one")
+    # gradient accumulation: the same batch as three micro-batches of 2, 2 and 1 rows
+    assert main([*args, "--grad-accum", "3", "--out", str(tmp_path / "accumulated")]) == 0
+    assert_same_run(tmp_path / "accumulated", tmp_path / "one")
     assert any(not torch.equal(v, torch.zeros_like(v)) for v in adapter(tmp_path / "two").values())
     # files come from the main process only: one log row per step, one card, one checkpoint
     assert [r["step"] for r in log_rows(tmp_path / "two")] == [1, 2, 3]
@@ -105,7 +108,9 @@ def test_two_processes_train_what_one_process_trains(chat_backbone, data, tmp_pa
 @pytest.mark.slow
 def test_a_run_resumes_exactly_under_another_number_of_processes(chat_backbone, data, tmp_path):
     args = [*base_args(data, chat_backbone), "--steps", "4", "--context-views", "0.5"]
-    first = torchrun([*args, "--stop-after", "2", "--out", str(tmp_path / "resumed")])
+    # the first sitting: 2 processes, each running its rows as 2 micro-batches
+    first = torchrun([*args, "--stop-after", "2", "--grad-accum", "2",
+                      "--out", str(tmp_path / "resumed")])
     assert first.returncode == 0, first.stderr[-3000:]
     assert [r["step"] for r in log_rows(tmp_path / "resumed")] == [1, 2]
     assert main([*args, "--out", str(tmp_path / "resumed")]) == 0  # one process finishes it
