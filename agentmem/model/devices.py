@@ -26,9 +26,9 @@ def resolve_device(spec: str = "auto") -> torch.device:
     world = os.environ.get("WORLD_SIZE", "1").strip() or "1"
     if world != "1":
         raise UnsupportedLaunchError(
-            f"WORLD_SIZE={world}: agentmem runs one process on one device; launch it with "
-            "`accelerate launch --num_processes 1` (or without a launcher), and split an "
-            "evaluation with `agentmem eval --shard K/N` instead")
+            f"WORLD_SIZE={world}: this command runs one process on one device (only `agentmem "
+            "train` is data parallel); launch it with `accelerate launch --num_processes 1` (or "
+            "without a launcher), and split an evaluation with `agentmem eval --shard K/N` instead")
     if spec == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     try:
