@@ -25,8 +25,9 @@ HISTORY = [{"role": "user", "content": "Hi! My sister Lin lives in Porto."},
 
 
 def attached(seed: int = 0, **config):
+    folder = tiny_backbone_dir("qwen3")  # built on first use, which draws from torch's RNG
     torch.manual_seed(seed)
-    model, tok = load_backbone(tiny_backbone_dir("qwen3"))
+    model, tok = load_backbone(folder)
     dm = attach_delta_mem(model, DeltaMemConfig(rank=4, num_states=2, **config))
     with torch.no_grad():  # a trained-looking adapter: reads that matter
         for p in dm.parameters():

@@ -81,8 +81,10 @@ def base_args(data: Path, backbone: Path) -> list[str]:
 
 @pytest.mark.slow
 def test_two_processes_train_what_one_process_trains(chat_backbone, data, tmp_path):
-    # an odd batch (3 + 2 rows), every loss term on, history-visible and window views
+    # an odd batch (3 + 2 rows), every loss term on, history-visible and window views, a write
+    # budget that drops the oldest turns
     args = [*base_args(data, chat_backbone), "--context-views", "0.4", "--window-views", "0.5",
+            "--budget-tokens", "120",
             "--match-weight", "0.5", "--gate-weight", "0.5", "--preserve-weight", "0.5",
             "--preserve-rows", "3", "--preserve-prompts", "4", "--distill-weight", "0.5"]
     done = torchrun([*args, "--out", str(tmp_path / "two")])
