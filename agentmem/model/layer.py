@@ -182,8 +182,8 @@ class DeltaMemProjection(nn.Module):
         if cache is None:  # outside a memory context the backbone is exactly the frozen model
             return out
         idx = self.layer_idx
-        mem = self._runtime.layers[idx]
         if self.computes:
+            mem = self._runtime.layers[idx]
             if mem.decode(x, cache, idx, out if self.branch == "q" else None):  # decode hot path
                 return out  # the kernel added the q correction (if any) to out
             cache.reads[idx] = mem.step(x, cache, idx)
@@ -193,4 +193,4 @@ class DeltaMemProjection(nn.Module):
         if type(reads) is dict:  # from `decode`: this branch's s · U m, ready to add
             out += reads[self.branch]
             return out
-        return mem.correct(self.branch, out, reads)
+        return self._runtime.layers[idx].correct(self.branch, out, reads)

@@ -118,7 +118,7 @@ class DecodeViews:
     says the views are stale and the layer builds new ones.
     """
 
-    __slots__ = ("ptr", "w", "b", "uq", "uk", "uv", "uo", "slices", "single")
+    __slots__ = ("ptr", "w", "b", "uq", "uk", "uv", "uo", "slices", "single", "width")
 
     def __init__(self, w_in: Tensor, b_beta: Tensor, u: Mapping[str, Tensor]) -> None:
         self.ptr = w_in.data_ptr()
@@ -132,38 +132,41 @@ class DecodeViews:
             if branch in u:
                 self.slices[branch] = (col, col + arr.shape[0])
             col += arr.shape[0]
+        self.width = col
         # one corrected branch besides q: the whole corr output is its correction
         self.single = next(iter(self.slices)) if len(self.slices) == 1 else None
 
 
 def decode_token(views: DecodeViews, x: Tensor, S: Tensor, write: bool, scale: float,
-                 q_out: Tensor | None) -> tuple[Tensor, Tensor, dict[str, Tensor]]:
+                 q_out: Tensor | None) -> tuple[np.ndarray, Tensor, dict[str, Tensor]]:
     """One token x [B, 1, d] through a layer's memory in one compiled call.
 
-    Returns the reads m [B, 1, N·r], the new state (a new tensor; S is not modified) and the
-    corrections s · U_b m [B, 1, o_b] of the k, v and o branches by name; adds s · U_q m to
-    ``q_out`` ([B, 1, o_q], the frozen q_proj output) in place when it is given.
+    Returns the reads m ([B, N·r] numpy), the new state (a new tensor; S is not modified) and
+    the corrections s · U_b m [B, 1, o_b] of the k, v and o branches by name; adds s · U_q m to
+    ``q_out`` ([B, 1, o_q], the frozen q_proj output) in place when it is given. This runs once
+    per layer and token, so it does as little as it can besides the kernel.
     """
     B = x.shape[0]
     m = np.empty((B, views.b.shape[0]), np.float32)
     S_new = np.empty(S.shape, np.float32)
-    corr = np.empty((B, 1, views.uk.shape[0] + views.uv.shape[0] + views.uo.shape[0]), np.float32)
+    corr = np.empty((B, 1, views.width), np.float32)
     _compiled(x.numpy(), views.w, views.b, S.numpy(), views.uq if q_out is not None else _NO_U,
               views.uk, views.uv, views.uo, scale, write,
               q_out.numpy() if q_out is not None else _NO_OUT, m, S_new, corr)
     c = torch.from_numpy(corr)
     if views.single is not None:  # e.g. the default branches (q, o): no slicing
-        corrections = {views.single: c}
-    else:
-        corrections = {br: c[:, :, a:e] for br, (a, e) in views.slices.items()}
-    return torch.from_numpy(m).unsqueeze(1), torch.from_numpy(S_new), corrections
+        return m, torch.from_numpy(S_new), {views.single: c}
+    return m, torch.from_numpy(S_new), {br: c[:, :, a:e] for br, (a, e) in views.slices.items()}
 
 
 def decode_step(x: Tensor, w_in: Tensor, b_beta: Tensor, S: Tensor, write: bool,
                 u: Mapping[str, Tensor] | None = None, scale: float = 0.0,
                 q_out: Tensor | None = None) -> tuple[Tensor, Tensor, dict[str, Tensor]]:
-    """`decode_token` from the parameters themselves (builds the views on every call)."""
-    return decode_token(DecodeViews(w_in, b_beta, u or {}), x, S, write, scale, q_out)
+    """`decode_token` from the parameters themselves (builds the views on every call); the
+    reads come back as a tensor [B, 1, N·r]."""
+    m, S_new, corrections = decode_token(DecodeViews(w_in, b_beta, u or {}), x, S, write, scale,
+                                         q_out)
+    return torch.from_numpy(m).unsqueeze(1), S_new, corrections
 
 
 def _recurrence_kernel(q, k, v, beta, S, reads, S_out):  # pragma: no cover - numba
