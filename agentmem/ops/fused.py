@@ -37,14 +37,30 @@ def available() -> bool:
 
 
 def _add_correction(u, m, scale, dst, col):  # pragma: no cover - numba
-    """dst[:, 0, col : col + o] += scale · U m for each batch row (U [o, N·r], m [B, N·r])."""
-    B, nr = m.shape
-    for p in range(u.shape[0]):  # U row outer: each row is read once for the whole batch
-        for bi in range(B):
-            acc = np.float32(0.0)
+    """dst[:, 0, col : col + o] += scale · U m for each batch row (U [o, N·r], m [B, N·r]).
+
+    One row: a dot product of N·r per output. A batch: U is transposed first (U itself is read
+    as it is stored, so in-place parameter updates always show), then each output row is a
+    sum of N·r scaled rows of Uᵀ, contiguous and vectorised."""
+    o, nr = u.shape
+    B = m.shape[0]
+    if B == 1:
+        for p in range(o):
+            a = np.float32(0.0)
             for j in range(nr):
-                acc += u[p, j] * m[bi, j]
-            dst[bi, 0, col + p] += scale * acc
+                a += u[p, j] * m[0, j]
+            dst[0, 0, col + p] += scale * a
+        return
+    uT = np.empty((nr, o), np.float32)
+    for p in range(o):
+        for j in range(nr):
+            uT[j, p] = u[p, j]
+    for bi in range(B):
+        row = dst[bi, 0, col : col + o]
+        for j in range(nr):
+            c = np.float32(scale * m[bi, j])
+            for p in range(o):
+                row[p] += c * uT[j, p]
 
 
 def _kernel(x, w, b, S, uq, uk, uv, uo, scale, write, q_out, m, S_out, corr):  # pragma: no cover
