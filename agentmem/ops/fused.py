@@ -63,17 +63,21 @@ def _add_correction(u, m, scale, dst, col):  # pragma: no cover - numba
                 row[p] += c * uT[j, p]
 
 
-def _kernel(x, w, b, S, uq, uk, uv, uo, scale, write, q_out, m, S_out, corr):  # pragma: no cover
+def _kernel(x, w, b, S, uq, uk, uv, uo, scale, write, q_out):  # pragma: no cover - numba
     """One decode token through a layer's memory (numba).
 
     x [B, 1, d]; w [4·N·r, d] = W_in; b [N·r]; S [B, N, r, r]; uq/uk/uv/uo [o_b, N·r] (0 rows:
-    no such correction). Fills m [B, N·r] (the reads) and S_out (the state after the write;
-    S itself is left as it is), adds scale · U_q m to q_out [B, 1, o_q] in place and writes
-    scale · U_b m for b = k, v, o into corr [B, 1, o_k + o_v + o_o] in that column order.
+    no such correction). Adds scale · U_q m to q_out [B, 1, o_q] in place and returns the reads
+    m [B, N·r], the state after the write (new; S is left as it is) and scale · U_b m for
+    b = k, v, o in that column order, [B, 1, o_k + o_v + o_o]. The outputs are allocated here:
+    cheaper than allocating them in Python before the call.
     """
     B, N, r = S.shape[0], S.shape[1], S.shape[2]
     nr = N * r
     d = x.shape[2]
+    m = np.empty((B, nr), np.float32)
+    S_out = np.empty((B, N, r, r), np.float32)
+    corr = np.zeros((B, 1, uk.shape[0] + uv.shape[0] + uo.shape[0]), np.float32)
     z = np.empty((B, 4 * nr), np.float32)
     for o in range(4 * nr):  # z = W_in x; each weight row is read once for the whole batch
         for bi in range(B):
@@ -111,11 +115,11 @@ def _kernel(x, w, b, S, uq, uk, uv, uo, scale, write, q_out, m, S_out, corr):  #
                 for j in range(r):
                     s = S[bi, n, i, j]
                     S_out[bi, n, i, j] = s + beta * (err * k[j] - s)
-    corr[:] = 0.0
     _add_correction_c(uq, m, scale, q_out, 0)
     _add_correction_c(uk, m, scale, corr, 0)
     _add_correction_c(uv, m, scale, corr, uk.shape[0])
     _add_correction_c(uo, m, scale, corr, uk.shape[0] + uv.shape[0])
+    return m, S_out, corr
 
 
 if njit is not None:
@@ -134,7 +138,7 @@ class DecodeViews:
     says the views are stale and the layer builds new ones.
     """
 
-    __slots__ = ("ptr", "w", "b", "uq", "uk", "uv", "uo", "slices", "single", "width")
+    __slots__ = ("ptr", "w", "b", "uq", "uk", "uv", "uo", "slices", "single")
 
     def __init__(self, w_in: Tensor, b_beta: Tensor, u: Mapping[str, Tensor]) -> None:
         self.ptr = w_in.data_ptr()
@@ -148,7 +152,6 @@ class DecodeViews:
             if branch in u:
                 self.slices[branch] = (col, col + arr.shape[0])
             col += arr.shape[0]
-        self.width = col
         # one corrected branch besides q: the whole corr output is its correction
         self.single = next(iter(self.slices)) if len(self.slices) == 1 else None
 
@@ -162,13 +165,10 @@ def decode_token(views: DecodeViews, x: Tensor, S: Tensor, write: bool, scale: f
     ``q_out`` ([B, 1, o_q], the frozen q_proj output) in place when it is given. This runs once
     per layer and token, so it does as little as it can besides the kernel.
     """
-    B = x.shape[0]
-    m = np.empty((B, views.b.shape[0]), np.float32)
-    S_new = np.empty(S.shape, np.float32)
-    corr = np.empty((B, 1, views.width), np.float32)
-    _compiled(x.numpy(), views.w, views.b, S.numpy(), views.uq if q_out is not None else _NO_U,
-              views.uk, views.uv, views.uo, scale, write,
-              q_out.numpy() if q_out is not None else _NO_OUT, m, S_new, corr)
+    m, S_new, corr = _compiled(x.numpy(), views.w, views.b, S.numpy(),
+                               views.uq if q_out is not None else _NO_U, views.uk, views.uv,
+                               views.uo, scale, write,
+                               q_out.numpy() if q_out is not None else _NO_OUT)
     c = torch.from_numpy(corr)
     if views.single is not None:  # e.g. the default branches (q, o): no slicing
         return m, torch.from_numpy(S_new), {views.single: c}
