@@ -1,10 +1,12 @@
 """δ-mem overhead on the default backbone (fp32, CPU): decode, write passes, and the scan.
 
-Prints a table and, as its last line, JSON with decode_ratio, write_ratio_512, write_ratio_2048
-and scan_speedup_2048. Frozen and δ-mem runs are interleaved so both sides see the same machine
-load; ratios use the minimum over repeats (load on a shared machine only ever adds time, so the
-minimum is the best estimate of the uncontended cost); medians are printed beside them.
-Usage: python benchmarks/overhead.py [--threads 2] [--repeats 7]
+Prints a table and, as its last line, JSON with decode_ratio_b1 and decode_ratio_b8 (64 greedy
+tokens at batch 1 and batch 8; decode_ratio repeats the batch-1 figure under its older name),
+write_ratio_512, write_ratio_2048 and scan_speedup_2048. Frozen and δ-mem runs are interleaved
+so both sides see the same machine load; ratios use the minimum over repeats (load on a shared
+machine only ever adds time, so the minimum is the best estimate of the uncontended cost);
+medians are printed beside them.
+Usage: python benchmarks/overhead.py [--threads 2] [--repeats 7] [--only decode,write,scan]
 """
 
 from __future__ import annotations
@@ -12,13 +14,19 @@ from __future__ import annotations
 import argparse
 import json
 import statistics
+import sys
 import time
+from pathlib import Path
 
-import torch
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # measure this checkout
 
-from agentmem.model.attach import attach_delta_mem
-from agentmem.model.backbones import load_backbone
-from agentmem.ops import delta_rule_chunked, delta_rule_reference, fused
+import torch  # noqa: E402
+
+from agentmem.model.attach import attach_delta_mem  # noqa: E402
+from agentmem.model.backbones import load_backbone  # noqa: E402
+from agentmem.ops import delta_rule_chunked, delta_rule_reference, fused  # noqa: E402
+
+DECODE_BATCHES = (1, 8)
 
 
 def timed(fn) -> float:
@@ -38,10 +46,10 @@ def paired(frozen, mem, repeats: int) -> tuple[float, float, float, float]:
 
 
 @torch.no_grad()
-def decode_times(frozen, dm, repeats: int) -> tuple[float, ...]:
-    prompt = torch.randint(100, 40000, (1, 128), generator=torch.Generator().manual_seed(0))
+def decode_times(frozen, dm, batch: int, repeats: int) -> tuple[float, ...]:
+    prompt = torch.randint(100, 40000, (batch, 128), generator=torch.Generator().manual_seed(0))
     kw = dict(max_new_tokens=64, min_new_tokens=64, do_sample=False, pad_token_id=0)
-    with dm.memory(write=True) as c:  # give the memory something to read
+    with dm.memory(write=True, batch_size=batch) as c:  # give the memory something to read
         dm.model.get_decoder()(prompt)
     state = dm.to_state(c)
 
@@ -80,30 +88,43 @@ def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--repeats", type=int, default=7)
+    parser.add_argument("--only", default="decode,write,scan",
+                        help="comma-separated subset of decode, write, scan")
     args = parser.parse_args()
+    only = set(args.only.split(","))
+    if not only or only - {"decode", "write", "scan"}:
+        parser.error(f"--only {args.only!r}: expected items of decode, write, scan")
     torch.set_num_threads(args.threads)
-    frozen, _ = load_backbone()
-    model, _ = load_backbone()
-    dm = attach_delta_mem(model)
-    rows = {}
-    rows["decode 64 tok after 128"] = decode_times(frozen, dm, args.repeats)
-    for T in (512, 2048):
-        rows[f"write pass {T} tok"] = write_times(frozen, dm, T, args.repeats)
-    ref, fast, compiled = scan_times(args.repeats)
-    print(f"{'measure (min / median s)':28s} {'frozen':>15s} {'δ-mem':>15s} {'ratio':>7s}")
+    rows, result = {}, {}
+    if only & {"decode", "write"}:
+        frozen, _ = load_backbone()
+        model, _ = load_backbone()
+        dm = attach_delta_mem(model)
+    if "decode" in only:
+        for B in DECODE_BATCHES:
+            rows[f"decode 64 tok after 128, B={B}"] = decode_times(frozen, dm, B, args.repeats)
+    if "write" in only:
+        for T in (512, 2048):
+            rows[f"write pass {T} tok"] = write_times(frozen, dm, T, args.repeats)
+    print(f"{'measure (min / median s)':30s} {'frozen':>15s} {'δ-mem':>15s} {'ratio':>7s}")
     for name, (a, b, ma, mb) in rows.items():
-        print(f"{name:28s} {a:7.3f}/{ma:7.3f} {b:7.3f}/{mb:7.3f} {b / a:7.3f}")
-    print(f"{'scan 2048 (ref / chunked)':28s} {ref:15.4f} {fast:15.4f} {ref / fast:6.1f}x")
-    print(f"{'scan 2048 (ref / compiled)':28s} {ref:15.4f} {compiled:15.4f} {ref / compiled:6.1f}x")
+        print(f"{name:30s} {a:7.3f}/{ma:7.3f} {b:7.3f}/{mb:7.3f} {b / a:7.3f}")
     ratio = {name: v[1] / v[0] for name, v in rows.items()}
-    result = {
-        "decode_ratio": round(ratio["decode 64 tok after 128"], 4),
-        "write_ratio_512": round(ratio["write pass 512 tok"], 4),
-        "write_ratio_2048": round(ratio["write pass 2048 tok"], 4),
-        "scan_speedup_2048": round(ref / fast, 2),  # autograd-capable chunked form
-        "compiled_scan_speedup_2048": round(ref / compiled, 1),  # inference kernel
-        "threads": args.threads, "repeats": args.repeats,
-    }
+    if "decode" in only:
+        for B in DECODE_BATCHES:
+            result[f"decode_ratio_b{B}"] = round(ratio[f"decode 64 tok after 128, B={B}"], 4)
+        result["decode_ratio"] = result["decode_ratio_b1"]  # the older key: batch 1
+    if "write" in only:
+        result["write_ratio_512"] = round(ratio["write pass 512 tok"], 4)
+        result["write_ratio_2048"] = round(ratio["write pass 2048 tok"], 4)
+    if "scan" in only:
+        ref, fast, compiled = scan_times(args.repeats)
+        print(f"{'scan 2048 (ref / chunked)':30s} {ref:15.4f} {fast:15.4f} {ref / fast:6.1f}x")
+        print(f"{'scan 2048 (ref / compiled)':30s} {ref:15.4f} {compiled:15.4f} "
+              f"{ref / compiled:6.1f}x")
+        result["scan_speedup_2048"] = round(ref / fast, 2)  # autograd-capable chunked form
+        result["compiled_scan_speedup_2048"] = round(ref / compiled, 1)  # inference kernel
+    result |= {"threads": args.threads, "repeats": args.repeats}
     print(json.dumps(result))
 
 

@@ -49,6 +49,7 @@ class DeltaMemLayer(nn.Module):
         with torch.no_grad():
             self.delta_mem_w_in.uniform_(-bound, bound)
             self.delta_mem_w_in[3 * N * r :].zero_()  # W_β = 0: β starts at sigmoid(b_β)
+        self._views: fused.DecodeViews | None = None  # the decode kernel's parameter views
 
     def init_from_base(self, base_weights: dict[str, Tensor], gain: float) -> None:
         """U columns = gain × column-normalised first N·r columns of the frozen projections."""
@@ -96,24 +97,33 @@ class DeltaMemLayer(nn.Module):
         cache.commit(layer_idx, self.between_passes(S), T)
         return reads.reshape(B, T, -1)
 
-    def can_fuse(self, x: Tensor, cache: MemoryCache, layer_idx: int) -> bool:
-        """The compiled decode kernel applies: one token, CPU fp32, no autograd, token writes or
-        none, no padding mask for this position."""
+    def decode(self, x: Tensor, cache: MemoryCache, layer_idx: int, q_out: Tensor | None) -> bool:
+        """`step` for one token in one compiled call, when that applies: one token, CPU fp32
+        (fp32 numerics), no autograd, token writes or none, no padding mask for this position,
+        nothing recorded. The q correction is added to ``q_out`` in place, and the k/v/o
+        corrections are left in ``cache.reads`` for those projections (docs/design.md, "Decoding
+        on a CPU"). Returns False, having done nothing, when it does not apply."""
+        if not (x.shape[1] == 1 and cache.write != "message" and cache.record is None
+                and not torch.is_grad_enabled() and x.dtype is torch.float32 and x.is_cpu
+                and not x.requires_grad
+                and self.compute_dtype is torch.float32 and fused.available()):
+            return False
+        mask = cache.write_mask
+        if mask is not None and cache.positions[layer_idx] < mask.shape[1]:
+            return False  # this position may be padding: the masked PyTorch path
         S0 = cache.states[layer_idx]
-        return (x.shape[1] == 1 and cache.write != "message" and not torch.is_grad_enabled()
-                and self.compute_dtype == torch.float32
-                and fused.available() and x.dtype == torch.float32 and x.device.type == "cpu"
-                and S0.is_contiguous() and not S0.requires_grad
-                and cache.token_write_mask(layer_idx, x.shape[0], 1) is None)
-
-    def decode(self, x: Tensor, cache: MemoryCache, layer_idx: int, q_out: Tensor | None) -> Tensor:
-        """`step` for one token in one compiled call; adds the q correction to ``q_out`` in place."""
-        S0 = cache.state_for(layer_idx, x.shape[0])
-        u_q = self.delta_mem_u["q"] if q_out is not None else None
-        reads, S = fused.decode_step(x, self.delta_mem_w_in, self.delta_mem_b_beta, S0,
-                                     cache.write == "token", u_q, self.scale, q_out)
+        if (S0.shape[0] != x.shape[0] or S0.requires_grad or S0.dtype is not torch.float32
+                or not S0.is_cpu):
+            return False  # (a batch mismatch is reported by `step`)
+        views = self._views
+        w_in = self._parameters["delta_mem_w_in"]
+        if views is None or views.ptr != w_in.data_ptr():  # first call, or moved parameters
+            views = self._views = fused.DecodeViews(w_in, self.delta_mem_b_beta,
+                                                    dict(self.delta_mem_u.items()))
+        _, S, cache.reads[layer_idx] = fused.decode_token(views, x, S0, cache.write == "token",
+                                                          self.scale, q_out)
         cache.commit(layer_idx, S, 1)
-        return reads
+        return True
 
     def write_only(self, x: Tensor, S0: Tensor, *, mask: Tensor | None = None,
                    pool: tuple[Tensor, Tensor] | None = None) -> tuple[Tensor, Tensor, Tensor]:
@@ -162,19 +172,25 @@ class DeltaMemProjection(nn.Module):
         self.layer_idx = layer_idx
         self.computes = computes
         object.__setattr__(self, "_runtime", runtime)  # not a submodule: no duplicate params
+        # plain attributes for the per-token path (nn.Module's __getattr__ is a Python call)
+        object.__setattr__(self, "_base", base_layer)
+        object.__setattr__(self, "_active", runtime.active)
 
     def forward(self, x: Tensor) -> Tensor:
-        out = self.base_layer(x)
-        cache = self._runtime.active()
+        out = self._base(x)
+        cache = self._active()
         if cache is None:  # outside a memory context the backbone is exactly the frozen model
             return out
-        mem = self._runtime.layers[self.layer_idx]
-        if self.computes and mem.can_fuse(x, cache, self.layer_idx):  # decode hot path
-            q_out = out if self.branch == "q" else None
-            cache.reads[self.layer_idx] = mem.decode(x, cache, self.layer_idx, q_out)
-            return out
+        idx = self.layer_idx
         if self.computes:
-            cache.reads[self.layer_idx] = mem.step(x, cache, self.layer_idx)
+            mem = self._runtime.layers[idx]
+            if mem.decode(x, cache, idx, out if self.branch == "q" else None):  # decode hot path
+                return out  # the kernel added the q correction (if any) to out
+            cache.reads[idx] = mem.step(x, cache, idx)
         if self.branch is None:
             return out
-        return mem.correct(self.branch, out, cache.reads[self.layer_idx])
+        reads = cache.reads[idx]
+        if type(reads) is dict:  # from `decode`: this branch's s · U m, ready to add
+            out += reads[self.branch]
+            return out
+        return self._runtime.layers[idx].correct(self.branch, out, reads)
