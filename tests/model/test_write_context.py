@@ -127,6 +127,6 @@ def test_bf16_numerics_keep_the_state_in_bf16_between_passes():
     # fp32 numerics are unchanged: the compiled decode step still applies
     x = torch.randn(1, 1, dm.model.config.hidden_size)
     with torch.no_grad(), fp32.memory() as cache:
-        assert fp32.layers[0].can_fuse(x, cache, 0) == fused.available()
+        assert fp32.layers[0].decode(x, cache, 0, None) == fused.available()
     with torch.no_grad(), dm.memory() as cache:
-        assert not dm.layers[0].can_fuse(x, cache, 0)
+        assert not dm.layers[0].decode(x, cache, 0, None)
