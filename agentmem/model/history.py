@@ -65,18 +65,10 @@ class WriteGates:
 
 def _gate_totals(dm: DeltaMemModel, inputs: list[Tensor], pool: tuple[Tensor, Tensor] | None,
                  mask: Tensor | None) -> Tensor:
-    """Σ β per layer, [L], of writes of ``inputs`` (per layer: [B, T, d], or [B, M, d] pooled
-    with ``pool=None`` and ``mask`` the valid messages), as `DeltaMemLayer.write_only` gates them."""
-    sums = []
-    for x, i in zip(inputs, dm.layer_indices, strict=True):
-        if pool is not None:
-            weights, mask = pool
-            x = weights @ x.float()
-        beta = dm.layers[i].features(x)[3]
-        if mask is not None:
-            beta = beta * mask.to(beta.dtype)[..., None, None]
-        sums.append(beta.sum())
-    return torch.stack(sums)
+    """Σ β per layer, [L], of the writes of ``inputs`` (one per layer), as
+    `DeltaMemLayer.write_only` gates them."""
+    return torch.stack([dm.layers[i].write_features(x, mask=mask, pool=pool)[2].sum()
+                        for x, i in zip(inputs, dm.layer_indices, strict=True)])
 
 
 def turns_of(history: list[Message]) -> list[list[Message]]:

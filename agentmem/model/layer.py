@@ -135,13 +135,20 @@ class DeltaMemLayer(nn.Module):
             pool: (weights [B, M, T], valid [B, M]) for SSW: one write per message, from the
                 mean x of its tokens, in order; padding messages write nothing.
         """
+        k, v, beta = self.write_features(x, mask=mask, pool=pool)
+        return self.between_passes(delta_rule(k, k, v, beta, S0)[1]), beta, k
+
+    def write_features(self, x: Tensor, *, mask: Tensor | None = None,
+                       pool: tuple[Tensor, Tensor] | None = None) -> tuple[Tensor, Tensor, Tensor]:
+        """The keys, values and gates (masked: 0 where nothing is written) that `write_only`
+        writes, [B, T or M, N, r] each; the gates alone are what training's sparsity term sums."""
         if pool is not None:
             weights, mask = pool
             x = weights @ x.float()  # [B, M, d]
         _, k, v, beta = self.features(x)
         if mask is not None:
             beta = beta * mask.to(beta.dtype)[..., None, None]
-        return self.between_passes(delta_rule(k, k, v, beta, S0)[1]), beta, k
+        return k, v, beta
 
     def correct(self, branch: str, out: Tensor, m: Tensor) -> Tensor:
         """out + s · U_branch m; out [B, T, o] from the frozen projection, m [B, T, N·r] fp32."""

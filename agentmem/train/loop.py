@@ -46,7 +46,13 @@ from agentmem.train.distill import distill_kl_positions, teacher_row
 from agentmem.train.gate import gate_terms, statement_messages
 from agentmem.train.match import fact_message, match_terms, reply_queries
 from agentmem.train.parallel import Replicas
-from agentmem.train.precision import PRECISIONS, grad_scaler, memory_estimate, read_tokens, resolve_precision
+from agentmem.train.precision import (
+    grad_scaler,
+    memory_estimate,
+    precision_name,
+    read_tokens,
+    resolve_precision,
+)
 from agentmem.train.preserve import (
     TeacherReply,
     preservation_kl_tokens,
@@ -460,7 +466,7 @@ def train(cfg: TrainConfig, command: str = "") -> Path:
         raise ValueError(f"gate_beta must be in (0, 1], got {cfg.gate_beta}")
     _check_preserve(cfg)
     precision = resolve_precision(cfg.precision)
-    cfg.precision = {v: k for k, v in PRECISIONS.items()}[precision]  # as recorded: auto resolved
+    cfg.precision = precision_name(precision)  # as recorded: auto resolved
     rep = Replicas.start(cfg.device)
     if cfg.batch_size < rep.world:
         rep.end()

@@ -26,6 +26,11 @@ PRECISIONS = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float
 ACCELERATE_PRECISION = {"no": "fp32", "bf16": "bf16", "fp16": "fp16"}
 
 
+def precision_name(dtype: torch.dtype) -> str:
+    """torch.bfloat16 → ``bf16`` (the `--precision` names)."""
+    return next(name for name, d in PRECISIONS.items() if d == dtype)
+
+
 def resolve_precision(spec: str) -> torch.dtype:
     """``fp32``, ``bf16``, ``fp16`` or ``auto`` (accelerate's ``--mixed_precision`` when launched
     through ``accelerate launch``, else fp32) → the backbone's dtype.
@@ -123,4 +128,4 @@ def memory_estimate(dm: Any, cfg: Any, dtype: torch.dtype, world: int, tokens: i
     per_token = (ACT_PER_HIDDEN * d + ACT_PER_MLP * mlp) * width
     logits = rows * 64 * config.vocab_size * 4 * 2  # fp32 logits and log-softmax of the answers
     return MemoryEstimate(frozen, trainable, int(layers * rows * tokens * per_token) + logits,
-                          rows, tokens, {v: k for k, v in PRECISIONS.items()}[dtype])
+                          rows, tokens, precision_name(dtype))
