@@ -89,12 +89,21 @@ def test_checkpointed_write_replay_gives_the_same_state_and_gradients(chat_backb
     model, tok = load_backbone(str(chat_backbone))
     dm = attach_delta_mem(model, DeltaMemConfig(write_mode=write_mode))
     histories = [e.history for e in eps(3)]
-    results = []
+    calls = {"writes": 0}
+    for layer in dm.layers.values():  # count the replayed writes, forward and recomputed
+        def counted(*args, _write=layer.write_only, **kwargs):
+            calls["writes"] += 1
+            return _write(*args, **kwargs)
+        layer.write_only = counted
+    results, recomputed = [], []
     for checkpoint in (False, True):
         state, gates = write_histories_grad(dm, tok, histories, checkpoint=checkpoint)
         loss = state.tensors.square().sum() + gates.total.sum()
+        before = calls["writes"]
         results.append((state.tensors.detach(), gates.count,
                         torch.autograd.grad(loss, list(dm.parameters()), allow_unused=True)))
+        recomputed.append(calls["writes"] - before)
+    assert recomputed[0] == 0 and recomputed[1] > 0  # the backward pass rewrote, once checkpointed
     (s0, c0, g0), (s1, c1, g1) = results
     torch.testing.assert_close(s1, s0)
     assert c0 == c1 > 0
